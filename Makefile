@@ -1,0 +1,58 @@
+# agentwire: `make run` starts everything, `make test` tests everything.
+# Both do every set-up step first (virtualenv, pinned dependencies, the Kafka broker).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SERVICES := ingest edge runner processor gateway
+STAMP := $(VENV)/.installed
+PROJECTS := libs/pyproject.toml $(foreach s,$(SERVICES),services/$(s)/pyproject.toml)
+
+.PHONY: setup run test unit lint bench chaos kafka system-deps clean
+
+setup: $(STAMP) kafka
+
+$(STAMP): requirements/runtime.txt requirements/dev.txt constraints.txt $(PROJECTS)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip==26.3
+	$(BIN)/python -m pip install --quiet -c constraints.txt -r requirements/dev.txt \
+		-e libs $(foreach s,$(SERVICES),-e services/$(s))
+	touch $@
+
+kafka:
+	$(PYTHON) deploy/kafka/broker.py fetch
+
+run: setup
+	@echo ""
+	@echo "  agentwire on http://127.0.0.1:8080  (Ctrl-C stops everything)"
+	@echo "  try:  curl -s -X POST http://127.0.0.1:8080/api/v1/tasks -H 'Content-Type: application/json' \\"
+	@echo "          -d '{\"query\": \"Research AI trends\"}'"
+	@echo "        curl -N 'http://127.0.0.1:8080/api/v1/stream/sse?workflow_id=<workflow_id from above>'"
+	@echo ""
+	mkdir -p .data
+	ENVIRONMENT=dev GATEWAY_SKIP_AUTH=1 $(BIN)/honcho -f deploy/local/Procfile -d . start
+
+test: setup
+	$(BIN)/python -m pytest
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit
+
+lint: $(STAMP)
+	$(BIN)/ruff check libs services tests deploy
+
+bench: setup
+	$(BIN)/python -m tests.bench.run
+
+chaos: setup
+	$(BIN)/python -m pytest tests/chaos -p no:cacheprovider
+
+# System packages for Debian-like machines (CI calls this before `make test`).
+system-deps:
+	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	$$SUDO apt-get update -qq && \
+	$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+		openjdk-17-jre-headless maven python3-venv curl
+
+clean:
+	rm -rf $(VENV) .data

@@ -1,0 +1,104 @@
+"""Reading a workflow's past events from the events topic.
+
+A small pool of hand-assigned consumers serves every history read of the process:
+each read borrows one, seeks the workflow's partition and reads up to the end
+offset it found when it started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from agentwire.kafka.clients import make_consumer
+from agentwire.kafka.consume import Record
+from agentwire.kafka.partitioning import partition_for
+from agentwire.schema import TaskState
+from agentwire.service.settings import KafkaSettings
+
+CLOCK_SKEW = timedelta(seconds=5)
+
+
+class EventLog:
+    def __init__(self, kafka: KafkaSettings, *, readers: int = 4) -> None:
+        self._kafka = kafka
+        self._topic = kafka.topics.events
+        self._size = readers
+        self._pool: asyncio.Queue[AIOKafkaConsumer] = asyncio.Queue()
+        self._all: list[AIOKafkaConsumer] = []
+
+    async def start(self) -> None:
+        for _ in range(self._size):
+            consumer = make_consumer(self._kafka, fetch_max_wait_ms=10, max_partition_fetch_bytes=4 * 1024 * 1024)
+            await consumer.start()
+            self._all.append(consumer)
+            self._pool.put_nowait(consumer)
+
+    async def stop(self) -> None:
+        for consumer in self._all:
+            await consumer.stop()
+        self._all.clear()
+
+    def partition_of(self, workflow_id: str) -> int:
+        return partition_for(workflow_id, self._kafka.partitions)
+
+    @contextlib.asynccontextmanager
+    async def _borrow(self) -> AsyncIterator[AIOKafkaConsumer]:
+        consumer = await self._pool.get()
+        try:
+            yield consumer
+        finally:
+            self._pool.put_nowait(consumer)
+
+    async def end_offset(self, partition: int) -> int:
+        tp = TopicPartition(self._topic, partition)
+        async with self._borrow() as consumer:
+            return (await consumer.end_offsets([tp]))[tp]
+
+    async def start_offset(self, state: TaskState) -> int:
+        """Where the workflow's first event is, or an offset safely before it."""
+        if state.first_offset is not None:
+            return state.first_offset
+        tp = TopicPartition(self._topic, self.partition_of(state.workflow_id))
+        since = state.task.created_at - CLOCK_SKEW
+        async with self._borrow() as consumer:
+            found = await consumer.offsets_for_times({tp: _millis(since)})
+            hit = found.get(tp)
+            if hit is not None:
+                return int(hit.offset)
+            return (await consumer.end_offsets([tp]))[tp]
+
+    async def read(
+        self, workflow_id: str, start: int, *, until: int | None = None
+    ) -> AsyncIterator[list[Record]]:
+        """Yield batches of the workflow's records in [start, until or current end).
+
+        A reader is borrowed per fetch and returned before the batch is yielded,
+        so a slow caller never holds one.
+        """
+        tp = TopicPartition(self._topic, self.partition_of(workflow_id))
+        key = workflow_id.encode()
+        if until is None:
+            until = await self.end_offset(tp.partition)
+        position = start
+        while position < until:
+            async with self._borrow() as consumer:
+                consumer.assign([tp])
+                consumer.seek(tp, position)
+                batches = await consumer.getmany(tp, timeout_ms=1000, max_records=5000)
+                records = batches.get(tp, [])
+                if records:
+                    position = records[-1].offset + 1
+                else:
+                    position = max(position, await consumer.position(tp))
+            mine = [r for r in records if r.key == key and r.offset < until]
+            if mine:
+                yield mine
+
+
+def _millis(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)

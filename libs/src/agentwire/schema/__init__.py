@@ -1,0 +1,35 @@
+"""The agentwire message schema: pydantic models, orjson codec, topic names.
+
+Imports no other agentwire library.
+"""
+
+from agentwire.schema.codec import DecodeError, decode, decode_as, dumps, encode
+from agentwire.schema.commands import CancelTask, ControlCommand, PauseTask, ResumeTask, TaskSubmitted
+from agentwire.schema.events import TERMINAL_TYPES, Event, EventType, InternalType, RawEvent, utcnow
+from agentwire.schema.state import ControlState, TaskState, TaskStatus, Usage
+from agentwire.schema.topics import DEFAULT_PARTITIONS, Topics
+
+__all__ = [
+    "DEFAULT_PARTITIONS",
+    "TERMINAL_TYPES",
+    "CancelTask",
+    "ControlCommand",
+    "ControlState",
+    "DecodeError",
+    "Event",
+    "EventType",
+    "InternalType",
+    "PauseTask",
+    "RawEvent",
+    "ResumeTask",
+    "TaskState",
+    "TaskStatus",
+    "TaskSubmitted",
+    "Topics",
+    "Usage",
+    "decode",
+    "decode_as",
+    "dumps",
+    "encode",
+    "utcnow",
+]

@@ -1,0 +1,145 @@
+"""Settings of every agentwire service, read once in ``main()`` and passed down.
+
+Sources, strongest first: constructor arguments, environment variables
+(``AGENTWIRE_<SECTION>__<KEY>``, e.g. ``AGENTWIRE_STREAMING__BUFFER_SIZE=200``), the YAML
+file named by ``AGENTWIRE_CONFIG`` (default ``config/agentwire.yaml`` when it exists),
+then the defaults below. ``ENVIRONMENT`` and ``GATEWAY_SKIP_AUTH`` keep Shannon's names.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import AliasChoices, BaseModel, Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from agentwire.schema import DEFAULT_PARTITIONS, Topics
+
+DEV_ENVIRONMENTS = frozenset({"dev", "development", "test"})
+
+
+class KafkaSettings(BaseModel):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topic_prefix: str = "agentwire"
+    partitions: int = Field(DEFAULT_PARTITIONS, ge=1, le=1024)
+    replication_factor: int = Field(1, ge=1)
+    retention_hours: float = Field(24.0, gt=0)
+
+    @property
+    def topics(self) -> Topics:
+        return Topics(self.topic_prefix)
+
+
+class HttpSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    cors_origins: list[str] = Field(default_factory=lambda: ["*"])
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+    read_your_writes_timeout_s: float = Field(2.0, gt=0)
+
+
+class StreamingSettings(BaseModel):
+    buffer_size: int = Field(100, ge=1)
+    flush_interval_ms: int = Field(100, ge=0)
+    keepalive_s: float = Field(15.0, gt=0)
+    ws_ping_s: float = Field(20.0, gt=0)
+    unknown_workflow_wait_s: float = Field(2.0, gt=0)
+    retry_ms: int = Field(1000, ge=0)
+    history_readers: int = Field(4, ge=1)
+
+
+class AuthSettings(BaseModel):
+    keys_file: str | None = None
+    stream_token_secret: str = ""
+    stream_token_ttl_s: int = Field(300, ge=10)
+
+
+class RateLimitSettings(BaseModel):
+    per_minute: int = Field(60, ge=1)
+
+
+class RunnerSettings(BaseModel):
+    group_id: str = "agentwire-runner"
+    default_speed: float = Field(1.0, gt=0)
+    drain_grace_s: float = Field(10.0, ge=0)
+    ops_port: int = Field(9101, ge=0, le=65535)
+
+
+class ProcessorSettings(BaseModel):
+    app_id: str = "agentwire-processor"
+    default_token_budget: int = Field(100_000, ge=1)
+    budget_thresholds: list[int] = Field(default_factory=lambda: [50, 80, 100])
+    workflow_timeout_s: float = Field(120.0, gt=0)
+    timeout_check_interval_s: float = Field(5.0, gt=0)
+    data_dir: str = ".data/processor"
+    ops_port: int = Field(9102, ge=0, le=65535)
+
+    @field_validator("budget_thresholds")
+    @classmethod
+    def _sorted_percentages(cls, value: list[int]) -> list[int]:
+        if not value or any(not 0 < v <= 100 for v in value):
+            raise ValueError("processor.budget_thresholds: percentages in 1..100")
+        return sorted(set(value))
+
+
+class Settings(BaseSettings):
+    """All of agentwire's settings; each service reads the sections it needs."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AGENTWIRE_", env_nested_delimiter="__", extra="ignore", populate_by_name=True
+    )
+
+    environment: str = Field(
+        "production", validation_alias=AliasChoices("ENVIRONMENT", "AGENTWIRE_ENVIRONMENT")
+    )
+    skip_auth: bool = Field(
+        False, validation_alias=AliasChoices("GATEWAY_SKIP_AUTH", "AGENTWIRE_SKIP_AUTH")
+    )
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    streaming: StreamingSettings = Field(default_factory=StreamingSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    runner: RunnerSettings = Field(default_factory=RunnerSettings)
+    processor: ProcessorSettings = Field(default_factory=ProcessorSettings)
+
+    @property
+    def is_dev(self) -> bool:
+        return self.environment.lower() in DEV_ENVIRONMENTS
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = _config_file()
+        if config_file is not None:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
+        return tuple(sources)
+
+
+def _config_file() -> Path | None:
+    named = os.environ.get("AGENTWIRE_CONFIG")
+    if named:
+        path = Path(named)
+        if not path.is_file():
+            raise FileNotFoundError(f"AGENTWIRE_CONFIG names {named!r}, which is not a file")
+        return path
+    default = Path("config/agentwire.yaml")
+    return default if default.is_file() else None
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment and config file (see module docstring)."""
+    return Settings(**overrides)  # type: ignore[arg-type]

@@ -1,0 +1,1 @@
+"""edge: serves SSE and WebSocket clients from the events topic."""

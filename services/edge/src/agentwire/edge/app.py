@@ -1,0 +1,67 @@
+"""Composition root of the edge service."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from aiohttp import web
+
+from agentwire.auth import Authenticator
+from agentwire.edge.hub import LiveHub
+from agentwire.edge.keys import AUTH, CLIENTS, HUB, LOG, SETTINGS, VIEW
+from agentwire.edge.streams import routes
+from agentwire.kafka import TaskStateView
+from agentwire.kafka.history import EventLog
+from agentwire.service.http import base_app
+from agentwire.service.ops import add_ops_routes
+from agentwire.service.settings import Settings
+
+
+def create_app(settings: Settings) -> web.Application:
+    """The edge application on its own; nothing connects until it starts."""
+    app = base_app(settings)
+    setup(app, settings)
+    add_ops_routes(app, "edge", lambda: is_ready(app))
+    return app
+
+
+def setup(app: web.Application, settings: Settings) -> None:
+    """Add the stream routes and their resources to ``app`` (also used by the gateway)."""
+    app[SETTINGS] = settings
+    app[AUTH] = Authenticator.from_settings(settings)
+    app[CLIENTS] = {}
+    app.add_routes(routes)
+    app.cleanup_ctx.append(_kafka)
+    app.on_shutdown.append(_drop_clients)
+
+
+def is_ready(app: web.Application) -> bool:
+    view = app.get(VIEW)
+    hub = app.get(HUB)
+    return view is not None and view.ready and hub is not None and hub.ready
+
+
+async def _kafka(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    view = TaskStateView(settings.kafka, service="edge")
+    hub = LiveHub(settings.kafka)
+    log = EventLog(settings.kafka, readers=settings.streaming.history_readers)
+    await view.start()
+    await log.start()
+    await hub.start()
+    app[VIEW], app[HUB], app[LOG] = view, hub, log
+    try:
+        yield
+    finally:
+        await hub.stop()
+        await log.stop()
+        await view.stop()
+
+
+async def _drop_clients(app: web.Application) -> None:
+    """Drop every client abruptly so that it reconnects (to another pod) and resumes."""
+    for request in list(app[CLIENTS].values()):
+        ws = request.get("ws")
+        if ws is not None:
+            await ws.close(code=1012, message=b"server restarting")
+        elif request.transport is not None:
+            request.transport.abort()

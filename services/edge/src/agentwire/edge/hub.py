@@ -1,0 +1,149 @@
+"""The live tail: one Kafka consumer per edge process, fanned out to subscribers.
+
+The consumer is assigned only the partitions that current subscribers need. A new
+partition starts at its end offset, fetched explicitly (never a lazy reset), so a
+subscriber knows that everything from the moment it subscribed will reach it; its
+session reads what came before from history. Each subscriber's queue is bounded:
+past ``limit`` records it is marked overflowed and emptied, and its session goes
+back to reading Kafka from its own position (Kafka is the buffer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from agentwire.kafka import Record, make_consumer
+from agentwire.kafka.metrics import counter, gauge
+from agentwire.service.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+
+class Subscription:
+    def __init__(self, workflow_id: str, partition: int, limit: int) -> None:
+        self.workflow_id = workflow_id
+        self.partition = partition
+        self.limit = limit
+        self.queue: deque[Record] = deque()
+        self.overflowed = False
+        self.wake = asyncio.Event()
+
+    def offer(self, record: Record) -> bool:
+        """Queue a record; returns False when this offer overflowed the queue."""
+        if self.overflowed:
+            return True
+        if len(self.queue) >= self.limit:
+            self.overflowed = True
+            self.queue.clear()
+            self.wake.set()
+            return False
+        self.queue.append(record)
+        self.wake.set()
+        return True
+
+    def take(self) -> list[Record]:
+        records = list(self.queue)
+        self.queue.clear()
+        self.wake.clear()
+        return records
+
+    def rejoin(self) -> None:
+        """Start queueing again after an overflow (the session catches up from Kafka)."""
+        self.queue.clear()
+        self.overflowed = False
+        self.wake.clear()
+
+
+class LiveHub:
+    def __init__(self, kafka: KafkaSettings) -> None:
+        self._kafka = kafka
+        self._topic = kafka.topics.events
+        self._consumer: AIOKafkaConsumer | None = None
+        self._subs: dict[str, set[Subscription]] = {}
+        self._per_partition: dict[int, int] = {}
+        self._next: dict[TopicPartition, int] = {}
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self.ready = False
+        self._records = counter("agentwire_edge_live_records_total", "Records read by the live tail")
+        self._overflows = counter("agentwire_edge_slow_client_catchups_total",
+                                  "Clients switched to catching up from Kafka after filling their buffer")
+        self._partitions = gauge("agentwire_edge_assigned_partitions", "Partitions the live tail is assigned")
+
+    async def start(self) -> None:
+        self._consumer = make_consumer(self._kafka, fetch_max_wait_ms=5, fetch_min_bytes=1)
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._run(), name="live-hub")
+        self.ready = True
+
+    async def stop(self) -> None:
+        self.ready = False
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+    async def subscribe(self, workflow_id: str, partition: int, limit: int) -> Subscription:
+        sub = Subscription(workflow_id, partition, limit)
+        async with self._lock:
+            self._subs.setdefault(workflow_id, set()).add(sub)
+            self._per_partition[partition] = self._per_partition.get(partition, 0) + 1
+            tp = TopicPartition(self._topic, partition)
+            if tp not in self._next:
+                await self._assign_with(tp)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        subs = self._subs.get(sub.workflow_id)
+        if subs is not None:
+            subs.discard(sub)
+            if not subs:
+                del self._subs[sub.workflow_id]
+        self._per_partition[sub.partition] = self._per_partition.get(sub.partition, 1) - 1
+
+    async def _assign_with(self, new_tp: TopicPartition) -> None:
+        assert self._consumer is not None
+        end = (await self._consumer.end_offsets([new_tp]))[new_tp]
+        keep = {tp: pos for tp, pos in self._next.items() if self._per_partition.get(tp.partition, 0) > 0}
+        keep[new_tp] = end
+        self._consumer.assign(list(keep))
+        for tp, position in keep.items():
+            self._consumer.seek(tp, position)
+        self._next = keep
+        self._partitions.set(len(keep))
+
+    async def _run(self) -> None:
+        assert self._consumer is not None
+        while True:
+            if not self._next:
+                await asyncio.sleep(0.05)
+                continue
+            try:
+                batches = await self._consumer.getmany(timeout_ms=200, max_records=5000)
+            except AssertionError:  # partitions changed under a fetch; fetch again
+                continue
+            for tp, records in batches.items():
+                self._dispatch(tp, records)
+
+    def _dispatch(self, tp: TopicPartition, records: list[Record]) -> None:
+        expected = self._next.get(tp)
+        if expected is None:
+            return
+        for record in records:
+            if record.offset < expected:
+                continue  # fetched before a re-seek; already dispatched
+            expected = record.offset + 1
+            subs = self._subs.get(record.key.decode() if record.key else "")
+            if subs:
+                for sub in subs:
+                    if not sub.offer(record):
+                        self._overflows.inc()
+        self._next[tp] = expected
+        self._records.inc(len(records))

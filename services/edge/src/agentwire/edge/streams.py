@@ -1,0 +1,138 @@
+"""The stream routes: SSE and WebSocket over the same StreamSession."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import WSMsgType, web
+
+from agentwire.edge.frames import not_found_frame, sse_frame, ws_message
+from agentwire.edge.keys import AUTH, CLIENTS, HUB, LOG, SETTINGS, VIEW
+from agentwire.edge.resume import parse_resume, parse_types
+from agentwire.edge.session import Delivery, StreamSession
+from agentwire.kafka.metrics import gauge
+from agentwire.schema import TaskState
+from agentwire.service.http import TRACE_HEADER, valid_id
+
+log = logging.getLogger(__name__)
+
+routes = web.RouteTableDef()
+
+_open = gauge("agentwire_edge_connections_open", "Open stream connections", ["protocol"])
+
+
+async def _authorized_state(request: web.Request) -> tuple[str, TaskState | None]:
+    """Validate, authenticate and look the workflow up (None if unknown or foreign)."""
+    workflow_id = valid_id(request.query.get("workflow_id"), "workflow_id")
+    principal = request.app[AUTH].authenticate(request, allow_query=True)
+    settings = request.app[SETTINGS]
+    state = await request.app[VIEW].lookup(workflow_id, settings.streaming.unknown_workflow_wait_s)
+    if state is not None and state.tenant != principal.tenant:
+        state = None
+    return workflow_id, state
+
+
+def _session(request: web.Request, state: TaskState) -> StreamSession:
+    settings = request.app[SETTINGS]
+    resume = parse_resume(request.headers.get("Last-Event-ID") or request.query.get("last_event_id"))
+    view = request.app[VIEW]
+    return StreamSession(
+        request.app[HUB],
+        request.app[LOG],
+        state,
+        resume,
+        parse_types(request.query.get("types")),
+        buffer_size=settings.streaming.buffer_size,
+        keepalive_s=settings.streaming.keepalive_s,
+        current_state=lambda: view.get(state.workflow_id),
+    )
+
+
+class SseSink:
+    def __init__(self, response: web.StreamResponse) -> None:
+        self._response = response
+
+    async def send(self, batch: list[Delivery]) -> None:
+        await self._response.write(b"".join(sse_frame(event, stream_id) for event, stream_id in batch))
+
+    async def keepalive(self) -> None:
+        await self._response.write(b": keepalive\n\n")
+
+
+@routes.get("/api/v1/stream/sse")
+async def stream_sse(request: web.Request) -> web.StreamResponse:
+    workflow_id = valid_id(request.query.get("workflow_id"), "workflow_id")
+    parse_resume(request.headers.get("Last-Event-ID") or request.query.get("last_event_id"))
+    request.app[AUTH].authenticate(request, allow_query=True)
+    settings = request.app[SETTINGS]
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+            TRACE_HEADER: request.get("trace_id", ""),
+        }
+    )
+    await response.prepare(request)
+    request.app[CLIENTS][id(request)] = request
+    _open.labels("sse").inc()
+    try:
+        await response.write(
+            f": connected to workflow {workflow_id}\nretry: {settings.streaming.retry_ms}\n\n".encode()
+        )
+        _, state = await _authorized_state(request)
+        if state is None:
+            await response.write(not_found_frame(workflow_id))
+        else:
+            await _session(request, state).run(SseSink(response), "sse")
+        await response.write_eof()
+    finally:
+        request.app[CLIENTS].pop(id(request), None)
+        _open.labels("sse").dec()
+    return response
+
+
+class WsSink:
+    def __init__(self, ws: web.WebSocketResponse) -> None:
+        self._ws = ws
+
+    async def send(self, batch: list[Delivery]) -> None:
+        for event, stream_id in batch:
+            await self._ws.send_str(ws_message(event, stream_id).decode())
+
+    async def keepalive(self) -> None:
+        return None  # WebSocket pings are sent by aiohttp's heartbeat
+
+
+@routes.get("/api/v1/stream/ws")
+async def stream_ws(request: web.Request) -> web.StreamResponse:
+    workflow_id = valid_id(request.query.get("workflow_id"), "workflow_id")
+    parse_resume(request.headers.get("Last-Event-ID") or request.query.get("last_event_id"))
+    request.app[AUTH].authenticate(request, allow_query=True)
+    settings = request.app[SETTINGS]
+    ws = web.WebSocketResponse(heartbeat=settings.streaming.ws_ping_s)
+    await ws.prepare(request)
+    request.app[CLIENTS][id(request)] = request
+    request["ws"] = ws
+    _open.labels("ws").inc()
+    reader = asyncio.create_task(_ignore_client_frames(ws))
+    try:
+        _, state = await _authorized_state(request)
+        if state is None:
+            await ws.send_str(not_found_frame(workflow_id).split(b"data: ", 1)[1].strip().decode())
+        else:
+            await _session(request, state).run(WsSink(ws), "ws")
+        await ws.close(code=1000)
+    finally:
+        request.app[CLIENTS].pop(id(request), None)
+        reader.cancel()
+        _open.labels("ws").dec()
+    return ws
+
+
+async def _ignore_client_frames(ws: web.WebSocketResponse) -> None:
+    async for message in ws:
+        if message.type == WSMsgType.ERROR:
+            return
+

@@ -1,0 +1,1 @@
+"""gateway: the local stack's one base URL, ingest and edge composed in one server."""

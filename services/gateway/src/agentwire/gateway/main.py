@@ -1,0 +1,38 @@
+"""Entry point: ``agentwire-gateway`` — ingest and edge routes on one port.
+
+The one place that imports several services: in Kubernetes an Ingress routes
+``/api/v1/stream/`` to edge pods and the rest to ingest pods instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from agentwire.edge import app as edge
+from agentwire.ingest import app as ingest
+from agentwire.kafka import ensure_topics
+from agentwire.service import configure_logging, load_settings, run, serve
+from agentwire.service.http import base_app
+from agentwire.service.ops import add_ops_routes
+from agentwire.service.settings import Settings
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = base_app(settings)
+    ingest.setup(app, settings)
+    edge.setup(app, settings)
+    add_ops_routes(app, "gateway", lambda: ingest.is_ready(app) and edge.is_ready(app))
+    return app
+
+
+def main() -> None:
+    configure_logging()
+    settings = load_settings()
+
+    async def serve_gateway(stop: asyncio.Event) -> None:
+        await ensure_topics(settings.kafka)
+        await serve(create_app(settings), settings.http.host, settings.http.port, stop)
+
+    run(serve_gateway)

@@ -1,0 +1,1 @@
+"""ingest: the task REST API (submit, status, list, events, control)."""

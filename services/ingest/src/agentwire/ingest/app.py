@@ -1,0 +1,57 @@
+"""Composition root of the ingest service."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from agentwire.auth import Authenticator
+from agentwire.ingest.keys import AUTH, SETTINGS, TASKS
+from agentwire.ingest.routes import routes
+from agentwire.ingest.tasks import TaskService
+from agentwire.kafka import TaskStateView, make_producer
+from agentwire.kafka.history import EventLog
+from agentwire.service.http import base_app
+from agentwire.service.ops import add_ops_routes
+from agentwire.service.settings import Settings
+
+
+def create_app(settings: Settings) -> web.Application:
+    """The ingest application on its own; nothing connects until it starts."""
+    app = base_app(settings)
+    setup(app, settings)
+    add_ops_routes(app, "ingest", lambda: is_ready(app))
+    return app
+
+
+def setup(app: web.Application, settings: Settings) -> None:
+    """Add ingest's routes and resources to ``app`` (also used by the local gateway)."""
+    app[SETTINGS] = settings
+    app[AUTH] = Authenticator.from_settings(settings)
+    app.add_routes(routes)
+    app.cleanup_ctx.append(_kafka)
+
+
+def is_ready(app: web.Application) -> bool:
+    tasks = app.get(TASKS)
+    return tasks is not None and tasks.ready
+
+
+async def _kafka(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    producer = make_producer(settings.kafka)
+    view = TaskStateView(settings.kafka, service="ingest")
+    log = EventLog(settings.kafka, readers=2)
+    await producer.start()
+    await view.start()
+    await log.start()
+    app[TASKS] = TaskService(
+        producer, view, log, settings.kafka.topics, lookup_timeout=settings.http.read_your_writes_timeout_s
+    )
+    try:
+        yield
+    finally:
+        await log.stop()
+        await view.stop()
+        await producer.stop()

@@ -1,0 +1,64 @@
+"""TaskState → the JSON the API answers with."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from agentwire.schema import TaskState
+
+
+def rfc3339(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def task_status(state: TaskState) -> dict[str, Any]:
+    task = state.task
+    return {
+        "task_id": task.workflow_id,
+        "workflow_id": task.workflow_id,
+        "status": state.status.value,
+        "progress": state.progress,
+        "result": state.result,
+        "error": state.error,
+        "query": task.query,
+        "session_id": task.session_id,
+        "mode": task.mode,
+        "context": task.context,
+        "model_used": state.model_used,
+        "provider": state.provider,
+        "usage": state.usage.model_dump(),
+        "metadata": state.metadata,
+        "created_at": rfc3339(task.created_at),
+        "updated_at": rfc3339(state.updated_at),
+    }
+
+
+def task_summary(state: TaskState) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "task_id": state.workflow_id,
+        "query": state.task.query,
+        "status": state.status.value,
+        "mode": state.task.mode,
+        "created_at": rfc3339(state.task.created_at),
+    }
+    if state.completed_at is not None:
+        out["completed_at"] = rfc3339(state.completed_at)
+    if state.usage.total_tokens:
+        out["total_token_usage"] = state.usage.total_tokens
+    return out
+
+
+def control_state(state: TaskState) -> dict[str, Any]:
+    control = state.control
+    return {
+        "is_paused": control.is_paused,
+        "is_cancelled": control.is_cancelled,
+        "paused_at": rfc3339(control.paused_at) or "",
+        "pause_reason": control.pause_reason,
+        "paused_by": control.paused_by,
+        "cancel_reason": control.cancel_reason,
+        "cancelled_by": control.cancelled_by,
+    }

@@ -1,0 +1,43 @@
+"""Request bodies of the task API."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Mode(StrEnum):
+    SIMPLE = "simple"
+    STANDARD = "standard"
+    COMPLEX = "complex"
+    SUPERVISOR = "supervisor"
+
+
+class ModelTier(StrEnum):
+    SMALL = "small"
+    MEDIUM = "medium"
+    LARGE = "large"
+
+
+class SubmitTask(BaseModel):
+    """Body of POST /api/v1/tasks and /api/v1/tasks/stream."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    query: str = Field(min_length=1, max_length=10_000)
+    session_id: str | None = Field(None, max_length=128)
+    context: dict[str, Any] | None = None
+    mode: Mode | None = None
+    model_tier: ModelTier | None = None
+    model_override: str | None = Field(None, max_length=200)
+    provider_override: str | None = Field(None, max_length=200)
+
+
+class ControlBody(BaseModel):
+    """Optional body of cancel, pause and resume."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    reason: str | None = Field(None, max_length=1000)

@@ -1,0 +1,194 @@
+"""HTTP routes of the task API (CONTRACT.md, "Tasks")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from agentwire.ingest.keys import AUTH, SETTINGS, TASKS
+from agentwire.ingest.render import control_state, task_status, task_summary
+from agentwire.ingest.requests import ControlBody, SubmitTask
+from agentwire.auth import Principal
+from agentwire.ingest.tasks import IdempotencyConflict
+from agentwire.schema import CancelTask, PauseTask, ResumeTask, TaskState, TaskStatus, dumps
+from agentwire.service.http import ApiError, valid_id
+
+routes = web.RouteTableDef()
+
+HIDDEN_IN_HISTORY = frozenset({"LLM_PARTIAL", "LLM_PROMPT"})
+
+
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=dumps(data), status=status, content_type="application/json", headers=headers)
+
+
+def _principal(request: web.Request) -> Principal:
+    return request.app[AUTH].authenticate(request)
+
+
+async def _body(request: web.Request, model: type[BaseModel], *, optional: bool = False) -> Any:
+    raw = await request.read()
+    if not raw.strip():
+        if optional:
+            return model()
+        raise ApiError(400, "request body is required")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise ApiError(400, "request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "request body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise ApiError(400, f"invalid {where}: {first['msg']}") from None
+
+
+async def _own_task(request: web.Request) -> tuple[Principal, TaskState]:
+    principal = _principal(request)
+    task_id = valid_id(request.match_info["task_id"], "task id")
+    state = await request.app[TASKS].find(task_id, principal.tenant)
+    if state is None:
+        raise ApiError(404, "Task not found")
+    return principal, state
+
+
+async def _submit(request: web.Request) -> tuple[TaskState, bool]:
+    principal = _principal(request)
+    body = await _body(request, SubmitTask)
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not (0 < len(key) <= 255):
+        raise ApiError(400, "Idempotency-Key must be 1-255 characters")
+    try:
+        return await request.app[TASKS].submit(body, principal.tenant, key)
+    except IdempotencyConflict as exc:
+        raise ApiError(422, str(exc)) from None
+
+
+@routes.post("/api/v1/tasks")
+async def submit_task(request: web.Request) -> web.Response:
+    state, cached = await _submit(request)
+    headers = {"X-Workflow-ID": state.workflow_id, "X-Session-ID": state.task.session_id}
+    if cached:
+        headers["X-Idempotency-Cached"] = "true"
+    body = {
+        "task_id": state.workflow_id,
+        "workflow_id": state.workflow_id,
+        "status": "STATUS_CODE_OK",
+        "message": "Task submitted successfully",
+        "created_at": state.task.created_at,
+    }
+    return _json(body, headers=headers)
+
+
+@routes.post("/api/v1/tasks/stream")
+async def submit_and_stream(request: web.Request) -> web.Response:
+    state, cached = await _submit(request)
+    stream_url = f"/api/v1/stream/sse?workflow_id={state.workflow_id}"
+    headers = {
+        "X-Workflow-ID": state.workflow_id,
+        "X-Session-ID": state.task.session_id,
+        "Link": f"<{stream_url}>; rel=stream",
+    }
+    if cached:
+        headers["X-Idempotency-Cached"] = "true"
+    body = {"workflow_id": state.workflow_id, "task_id": state.workflow_id, "stream_url": stream_url}
+    return _json(body, status=201, headers=headers)
+
+
+@routes.get("/api/v1/tasks")
+async def list_tasks(request: web.Request) -> web.Response:
+    principal = _principal(request)
+    query = request.query
+    limit = _int_param(query.get("limit"), "limit", default=20, low=1, high=100)
+    offset = _int_param(query.get("offset"), "offset", default=0, low=0, high=10**9)
+    status = _status_param(query.get("status"))
+    session_id = query.get("session_id") or None
+    tasks = request.app[TASKS].list(principal.tenant, status=status, session_id=session_id)
+    page = tasks[offset : offset + limit]
+    return _json({"tasks": [task_summary(s) for s in page], "total_count": len(tasks)})
+
+
+@routes.get("/api/v1/tasks/{task_id}")
+async def get_task(request: web.Request) -> web.Response:
+    _, state = await _own_task(request)
+    return _json(task_status(state))
+
+
+@routes.get("/api/v1/tasks/{task_id}/events")
+async def get_task_events(request: web.Request) -> web.Response:
+    _, state = await _own_task(request)
+    limit = _int_param(request.query.get("limit"), "limit", default=50, low=1, high=200)
+    offset = _int_param(request.query.get("offset"), "offset", default=0, low=0, high=10**9)
+    events = await request.app[TASKS].history(state)
+    visible = [e for e in events if e["type"] not in HIDDEN_IN_HISTORY]
+    page = visible[offset : offset + limit]
+    return _json({"events": page, "count": len(page)})
+
+
+@routes.post("/api/v1/tasks/{task_id}/cancel")
+async def cancel_task(request: web.Request) -> web.Response:
+    principal, state = await _own_task(request)
+    body = await _body(request, ControlBody, optional=True)
+    if state.status.terminal:
+        return _json({"success": False, "message": f"Task already finished ({state.status.value})"}, status=202)
+    command = CancelTask(workflow_id=state.workflow_id, reason=body.reason or "", requested_by=principal.key_name)
+    await request.app[TASKS].control(state, command)
+    return _json({"success": True, "message": "Cancellation requested"}, status=202)
+
+
+@routes.post("/api/v1/tasks/{task_id}/pause")
+async def pause_task(request: web.Request) -> web.Response:
+    principal, state = await _own_task(request)
+    body = await _body(request, ControlBody, optional=True)
+    if state.status.terminal or state.control.is_paused or state.status == TaskStatus.PAUSED:
+        raise ApiError(409, f"Task cannot be paused ({state.status.value})")
+    command = PauseTask(workflow_id=state.workflow_id, reason=body.reason or "", requested_by=principal.key_name)
+    await request.app[TASKS].control(state, command)
+    return _json({"success": True, "message": "Pause requested", "task_id": state.workflow_id}, status=202)
+
+
+@routes.post("/api/v1/tasks/{task_id}/resume")
+async def resume_task(request: web.Request) -> web.Response:
+    principal, state = await _own_task(request)
+    body = await _body(request, ControlBody, optional=True)
+    if state.status.terminal or not (state.control.is_paused or state.status == TaskStatus.PAUSED):
+        raise ApiError(409, f"Task is not paused ({state.status.value})")
+    command = ResumeTask(workflow_id=state.workflow_id, reason=body.reason or "", requested_by=principal.key_name)
+    await request.app[TASKS].control(state, command)
+    return _json({"success": True, "message": "Resume requested", "task_id": state.workflow_id}, status=202)
+
+
+@routes.get("/api/v1/tasks/{task_id}/control-state")
+async def get_control_state(request: web.Request) -> web.Response:
+    _, state = await _own_task(request)
+    return _json(control_state(state))
+
+
+def _int_param(raw: str | None, name: str, *, default: int, low: int, high: int) -> int:
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, f"{name} must be an integer") from None
+    if not low <= value <= high:
+        raise ApiError(400, f"{name} must be between {low} and {high}")
+    return value
+
+
+def _status_param(raw: str | None) -> TaskStatus | None:
+    if not raw:
+        return None
+    name = raw.upper()
+    if not name.startswith("TASK_STATUS_"):
+        name = f"TASK_STATUS_{name}"
+    try:
+        return TaskStatus(name)
+    except ValueError:
+        raise ApiError(400, f"unknown status {raw!r}") from None

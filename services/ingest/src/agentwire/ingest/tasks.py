@@ -1,0 +1,133 @@
+"""Submitting and steering tasks: what the routes call, free of HTTP."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaProducer
+
+from agentwire.ingest.requests import SubmitTask
+from agentwire.kafka import TaskStateView, position_id
+from agentwire.kafka.history import EventLog
+from agentwire.schema import (
+    CancelTask,
+    PauseTask,
+    ResumeTask,
+    DecodeError,
+    Event,
+    TaskState,
+    TaskStatus,
+    TaskSubmitted,
+    Topics,
+    decode,
+    encode,
+)
+
+
+class IdempotencyConflict(Exception):
+    """The Idempotency-Key was used before with a different body."""
+
+
+class TaskService:
+    def __init__(
+        self,
+        producer: AIOKafkaProducer,
+        view: TaskStateView,
+        log: EventLog,
+        topics: Topics,
+        *,
+        lookup_timeout: float,
+    ) -> None:
+        self._producer = producer
+        self._view = view
+        self._log = log
+        self._topics = topics
+        self._lookup_timeout = lookup_timeout
+
+    async def find(self, workflow_id: str, tenant: str) -> TaskState | None:
+        """The task if it exists and belongs to ``tenant`` (else None, identically)."""
+        state = await self._view.lookup(workflow_id, self._lookup_timeout)
+        if state is None or state.tenant != tenant:
+            return None
+        return state
+
+    async def submit(
+        self, body: SubmitTask, tenant: str, idempotency_key: str | None
+    ) -> tuple[TaskState, bool]:
+        """Queue a task; returns its state and whether it was an idempotent replay."""
+        request_hash = _request_hash(body)
+        if idempotency_key:
+            workflow_id = _idempotent_id(tenant, idempotency_key)
+            existing = await self._view.lookup(workflow_id, self._lookup_timeout)
+            if existing is not None:
+                if existing.tenant != tenant or existing.task.request_hash != request_hash:
+                    raise IdempotencyConflict("Idempotency-Key was already used with a different request")
+                return existing, True
+        else:
+            workflow_id = f"task-{uuid.uuid4().hex}"
+        task = TaskSubmitted(
+            workflow_id=workflow_id,
+            tenant=tenant,
+            query=body.query,
+            session_id=body.session_id or f"session-{uuid.uuid4().hex[:16]}",
+            mode=(body.mode.value if body.mode else "standard"),
+            context=body.context or {},
+            model_tier=body.model_tier.value if body.model_tier else None,
+            model_override=body.model_override,
+            provider_override=body.provider_override,
+            request_hash=request_hash,
+        )
+        state = TaskState(task=task, status=TaskStatus.QUEUED, updated_at=task.created_at)
+        key = workflow_id.encode()
+        await self._producer.send_and_wait(self._topics.task_state, encode(state), key=key)
+        await self._producer.send_and_wait(self._topics.tasks, encode(task), key=key)
+        self._view.put_local(state)
+        return state, False
+
+    async def control(self, state: TaskState, command: CancelTask | PauseTask | ResumeTask) -> None:
+        await self._producer.send_and_wait(self._topics.control, encode(command), key=state.workflow_id.encode())
+
+    async def history(self, state: TaskState) -> list[dict[str, Any]]:
+        """The workflow's events in seq order, each once, as clients see them."""
+        events: list[dict[str, Any]] = []
+        last_seq = 0
+        start = await self._log.start_offset(state)
+        async for batch in self._log.read(state.workflow_id, start):
+            for record in batch:
+                try:
+                    event = decode(Event, record.value)
+                except DecodeError:
+                    continue
+                if event.seq != last_seq + 1:
+                    continue
+                last_seq = event.seq
+                events.append(event.public(position_id(record.partition, record.offset)))
+        return events
+
+    @property
+    def ready(self) -> bool:
+        return self._view.ready
+
+    def list(self, tenant: str, *, status: TaskStatus | None, session_id: str | None) -> list[TaskState]:
+        mine = [
+            s
+            for s in self._view.states.values()
+            if s.tenant == tenant
+            and (status is None or s.status == status)
+            and (session_id is None or s.task.session_id == session_id)
+        ]
+        mine.sort(key=lambda s: (s.task.created_at, s.workflow_id), reverse=True)
+        return mine
+
+
+def _request_hash(body: SubmitTask) -> str:
+    canonical: dict[str, Any] = body.model_dump(mode="json")
+    return hashlib.sha256(orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def _idempotent_id(tenant: str, key: str) -> str:
+    digest = hashlib.sha256(f"{tenant}\x00{key}".encode()).hexdigest()[:32]
+    return f"task-{digest}"

@@ -1,0 +1,1 @@
+"""processor: sequences, deduplicates and enriches events; keeps task state (faust-streaming)."""

@@ -1,0 +1,1 @@
+"""runner: scripted agent stubs that play a task's agents and emit raw events."""

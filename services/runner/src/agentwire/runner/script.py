@@ -1,0 +1,70 @@
+"""The building blocks of a scenario: steps, and the options a task's context sets.
+
+A scenario is a deterministic list of Steps for a task; the player paces them,
+honours control commands at each step boundary (a checkpoint) and emits them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentwire.schema import TaskSubmitted
+
+
+@dataclass(frozen=True)
+class Step:
+    type: str
+    name: str
+    agent_id: str | None = None
+    message: str | None = None
+    payload: dict[str, Any] | None = None
+    delay: float = 0.0  # seconds before the step at speed 1
+
+
+@dataclass(frozen=True)
+class Options:
+    """Pacing and failure injection, from the task's ``context`` (all optional)."""
+
+    speed: float = 1.0
+    chunk_words: int = 3
+    fail_at: str | None = None
+    stall_at: str | None = None
+    tool_error: bool = False
+    features: frozenset[str] = field(default_factory=frozenset)
+    output_tokens: int | None = None
+    force_swarm: bool = False
+
+    @classmethod
+    def from_task(cls, task: TaskSubmitted, default_speed: float) -> Options:
+        ctx = task.context
+        speed = _number(ctx.get("speed"), default_speed, low=0.01, high=10_000.0)
+        features = ctx.get("features") or []
+        return cls(
+            speed=speed,
+            chunk_words=int(_number(ctx.get("chunk_words"), 3, low=1, high=1000)),
+            fail_at=_text(ctx.get("fail_at")),
+            stall_at=_text(ctx.get("stall_at")),
+            tool_error=bool(ctx.get("tool_error", False)),
+            features=frozenset(str(f) for f in features) if isinstance(features, list) else frozenset(),
+            output_tokens=int(_number(ctx["output_tokens"], 0, low=1, high=10_000_000)) if "output_tokens" in ctx else None,
+            force_swarm=bool(ctx.get("force_swarm", False)),
+        )
+
+
+def rng_for(task: TaskSubmitted) -> random.Random:
+    """A random generator seeded by the task, so a task always plays the same way."""
+    seed = hashlib.sha256(f"{task.workflow_id}\x00{task.query}\x00{task.mode}".encode()).digest()
+    return random.Random(int.from_bytes(seed[:8], "big"))
+
+
+def _number(value: Any, default: float, *, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return default
+    return min(max(float(value), low), high)
+
+
+def _text(value: Any) -> str | None:
+    return str(value) if isinstance(value, str) and value else None

@@ -1,0 +1,166 @@
+"""The runner worker: takes tasks and control commands from its partitions and plays tasks.
+
+Tasks and control are co-partitioned and consumed in one group with the range
+assignor, so the runner that plays a task also receives its control commands.
+A task's offset is committed only after its play ended; a runner that dies or
+loses the partition leaves the task to the next owner, which plays it again
+(the processor drops the events it already has).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from pydantic import TypeAdapter
+
+from agentwire.kafka import ConsumeLoop, DeadLetters, Record, make_consumer, make_producer
+from agentwire.kafka.metrics import counter, gauge
+from agentwire.runner.offsets import OffsetTracker
+from agentwire.runner.player import Player
+from agentwire.schema import ControlCommand, RawEvent, TaskSubmitted, decode, decode_as, encode
+from agentwire.service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_control = TypeAdapter(ControlCommand)
+
+
+class RunnerWorker:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._topics = settings.kafka.topics
+        self._tracker = OffsetTracker()
+        self._plays: dict[str, tuple[Player, asyncio.Task[None], TopicPartition]] = {}
+        self._producer: AIOKafkaProducer | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+        self.ready = False
+        self._started = counter("agentwire_runner_tasks_started_total", "Task plays started")
+        self._finished = counter("agentwire_runner_tasks_finished_total", "Task plays ended", ["outcome"])
+        self._running = gauge("agentwire_runner_tasks_running", "Task plays in progress")
+        self._emitted = counter("agentwire_runner_events_emitted_total", "Raw events produced")
+
+    async def run(self, stop: asyncio.Event) -> None:
+        settings = self._settings
+        self._producer = make_producer(settings.kafka)
+        self._consumer = make_consumer(
+            settings.kafka,
+            group_id=settings.runner.group_id,
+            partition_assignment_strategy=(RangePartitionAssignor,),
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=1_000,
+            max_poll_interval_ms=300_000,
+        )
+        await self._producer.start()
+        await self._consumer.start()
+        self._consumer.subscribe([self._topics.tasks, self._topics.control], listener=_Rebalance(self))
+        loop = ConsumeLoop(
+            self._consumer,
+            self._handle,
+            service="runner",
+            dead_letters=DeadLetters(self._producer, self._topics.dlq, "runner"),
+            commit=False,
+            on_batch=self._commit,
+        )
+        self.ready = True
+        try:
+            await loop.run(stop)
+        finally:
+            self.ready = False
+            await self._drain()
+            await self._consumer.stop()
+            await self._producer.stop()
+            log.info("runner stopped")
+
+    async def _handle(self, record: Record) -> None:
+        tp = TopicPartition(record.topic, record.partition)
+        if record.topic == self._topics.tasks:
+            self._tracker.seen(tp, record.offset)
+            task = decode(TaskSubmitted, record.value)
+            self._start(task, tp, record.offset)
+        else:
+            self._tracker.seen(tp, record.offset)
+            command = decode_as(_control, record.value)
+            entry = self._plays.get(command.workflow_id)
+            if entry is not None:
+                entry[0].control.apply(command)
+
+    def _start(self, task: TaskSubmitted, tp: TopicPartition, offset: int) -> None:
+        if task.workflow_id in self._plays:
+            self._tracker.finished(tp, offset)  # a duplicate submission of a task already playing
+            return
+        player = Player(task, self._emit, default_speed=self._settings.runner.default_speed)
+        self._tracker.started(tp, offset)
+        play = asyncio.create_task(self._play(player, tp, offset), name=f"play:{task.workflow_id}")
+        self._plays[task.workflow_id] = (player, play, tp)
+        self._started.inc()
+        self._running.set(len(self._plays))
+
+    async def _play(self, player: Player, tp: TopicPartition, offset: int) -> None:
+        outcome = "error"
+        try:
+            await player.play()
+            assert self._producer is not None
+            await self._producer.flush()
+            outcome = "done"
+            self._tracker.finished(tp, offset)
+        except asyncio.CancelledError:
+            outcome = "abandoned"
+            raise
+        except Exception:
+            log.exception("play of %s failed; leaving it to be replayed", player.task.workflow_id)
+        finally:
+            self._plays.pop(player.task.workflow_id, None)
+            self._finished.labels(outcome).inc()
+            self._running.set(len(self._plays))
+
+    async def _emit(self, event: RawEvent) -> None:
+        assert self._producer is not None
+        await self._producer.send(self._topics.events_raw, encode(event), key=event.workflow_id.encode())
+        self._emitted.inc()
+
+    async def _commit(self) -> None:
+        offsets = self._tracker.committable()
+        if offsets and self._consumer is not None:
+            await self._consumer.commit(offsets)
+            self._tracker.committed(offsets)
+
+    async def abandon(self, tps: set[TopicPartition]) -> None:
+        """Stop plays on partitions this runner no longer owns (the new owner replays them)."""
+        doomed = [(wf, play) for wf, (_, play, tp) in self._plays.items() if TopicPartition(self._topics.tasks, tp.partition) in tps]
+        for _, play in doomed:
+            play.cancel()
+        for _, play in doomed:
+            with contextlib.suppress(asyncio.CancelledError):
+                await play
+        with contextlib.suppress(Exception):
+            await self._commit()
+        self._tracker.forget(tps)
+
+    async def _drain(self) -> None:
+        """On shutdown: let plays finish within the grace period, then abandon the rest."""
+        plays = [play for _, play, _ in self._plays.values()]
+        if plays:
+            log.info("draining %d plays (grace %.1fs)", len(plays), self._settings.runner.drain_grace_s)
+            await asyncio.wait(plays, timeout=self._settings.runner.drain_grace_s)
+        for play in plays:
+            play.cancel()
+        for play in plays:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await play
+        with contextlib.suppress(Exception):
+            await self._commit()
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, worker: RunnerWorker) -> None:
+        self._worker = worker
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._worker.abandon(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        log.info("runner assigned %d partitions", len(assigned))

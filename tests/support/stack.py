@@ -1,0 +1,130 @@
+"""The whole agentwire stack as real processes, for integration and end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Service:
+    name: str
+    command: list[str]
+    env: dict[str, str]
+    health_url: str
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(self.command, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        log.close()
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(sig)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited ({self.process.returncode}); log:\n{self.tail()}")
+            try:
+                with urllib.request.urlopen(self.health_url.replace("/health", "/readiness"), timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.name} not ready after {timeout}s; log:\n{self.tail()}")
+
+    def tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+@dataclass
+class Stack:
+    bootstrap: str
+    workdir: Path
+    prefix: str = field(default_factory=lambda: f"t{uuid.uuid4().hex[:10]}")
+    partitions: int = 12
+    extra_env: dict[str, str] = field(default_factory=dict)
+    services: dict[str, Service] = field(default_factory=dict)
+
+    @property
+    def base_url(self) -> str:
+        return self.services["gateway"].health_url.removesuffix("/health")
+
+    def env(self, **more: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTWIRE_")}
+        env.update(
+            {
+                "AGENTWIRE_KAFKA__BOOTSTRAP_SERVERS": self.bootstrap,
+                "AGENTWIRE_KAFKA__TOPIC_PREFIX": self.prefix,
+                "AGENTWIRE_KAFKA__PARTITIONS": str(self.partitions),
+                "ENVIRONMENT": "test",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        env.update(self.extra_env)
+        env.update(more)
+        return env
+
+    def add(self, name: str, script: str, **env: str) -> Service:
+        port = free_port()
+        env_vars = self.env(**env)
+        if script in ("agentwire-gateway", "agentwire-ingest", "agentwire-edge"):
+            env_vars["AGENTWIRE_HTTP__PORT"] = str(port)
+        elif script == "agentwire-runner":
+            env_vars["AGENTWIRE_RUNNER__OPS_PORT"] = str(port)
+        elif script == "agentwire-processor":
+            env_vars["AGENTWIRE_PROCESSOR__OPS_PORT"] = str(port)
+            env_vars["AGENTWIRE_PROCESSOR__DATA_DIR"] = str(self.workdir / f"{name}-data")
+        service = Service(
+            name, [str(BIN / script)], env_vars, f"http://127.0.0.1:{port}/health", self.workdir / f"{name}.log"
+        )
+        self.services[name] = service
+        return service
+
+    def start_default(self) -> None:
+        self.add("processor", "agentwire-processor")
+        self.add("runner", "agentwire-runner")
+        self.add("gateway", "agentwire-gateway")
+        for service in self.services.values():
+            service.start()
+        for service in self.services.values():
+            service.wait_ready()
+
+    def stop(self) -> None:
+        for service in reversed(list(self.services.values())):
+            service.stop()
