@@ -6,6 +6,11 @@ Keys file (YAML)::
       - name: acme-ci          # a label for logs and metrics
         tenant: acme
         sha256: 5e884898da28...  # hex SHA-256 of the key; the key itself is never stored
+        per_minute: 120          # optional: this key's rate limit (default rate_limits.per_minute)
+
+Generate a key and its hash::
+
+    python -c "import secrets, hashlib; k = secrets.token_urlsafe(32); print(k); print(hashlib.sha256(k.encode()).hexdigest())"
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from pathlib import Path
 import yaml
 from aiohttp import web
 
+from agentwire.auth.tokens import StreamTokens
 from agentwire.service.settings import Settings
 
 ANONYMOUS_TENANT = "default"
@@ -37,8 +43,12 @@ class AuthConfigError(AuthError):
 
 @dataclass(frozen=True)
 class Principal:
+    """Who is calling: the tenant, the key's label, and what identifies the key for rate limits."""
+
     tenant: str
     key_name: str
+    key_id: str = ""
+    per_minute: int | None = None
 
 
 def hash_key(key: str) -> str:
@@ -49,9 +59,10 @@ def hash_key(key: str) -> str:
 class Authenticator:
     """Resolves a request's credentials to a Principal."""
 
-    def __init__(self, keys: dict[str, Principal], *, skip: bool) -> None:
+    def __init__(self, keys: dict[str, Principal], *, skip: bool, tokens: StreamTokens | None = None) -> None:
         self._keys = keys
         self._skip = skip
+        self.tokens = tokens or StreamTokens.with_secret("", 300)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Authenticator:
@@ -63,7 +74,8 @@ class Authenticator:
         keys = load_keys(Path(settings.auth.keys_file)) if settings.auth.keys_file else {}
         if not keys and not settings.skip_auth:
             raise AuthConfigError("no API keys configured (auth.keys_file) and auth is not skipped")
-        return cls(keys, skip=settings.skip_auth)
+        tokens = StreamTokens.with_secret(settings.auth.stream_token_secret, settings.auth.stream_token_ttl_s)
+        return cls(keys, skip=settings.skip_auth, tokens=tokens)
 
     @property
     def skipped(self) -> bool:
@@ -73,14 +85,27 @@ class Authenticator:
         key = credential(request, allow_query=allow_query)
         if key is None:
             if self._skip:
-                return Principal(ANONYMOUS_TENANT, "anonymous")
+                return Principal(ANONYMOUS_TENANT, "anonymous", "anonymous")
             raise Unauthorized("Missing API key")
         principal = self.resolve(key)
         if principal is None:
             if self._skip:
-                return Principal(ANONYMOUS_TENANT, "anonymous")
+                return Principal(ANONYMOUS_TENANT, "anonymous", "anonymous")
             raise Unauthorized("Invalid API key")
         return principal
+
+    def authenticate_stream(self, request: web.Request, workflow_id: str) -> Principal:
+        """Credentials of a GET stream request: headers, ``?api_key=``, or ``?token=``.
+
+        ``?token=`` holds a stream token for ``workflow_id`` (or, like ``api_key``, an API key).
+        """
+        token = request.query.get("token")
+        if token and StreamTokens.looks_like_token(token) and not _has_header_credential(request):
+            tenant = self.tokens.verify(token, workflow_id)
+            if tenant is None:
+                raise Unauthorized("Invalid or expired stream token")
+            return Principal(tenant, "stream-token", key_id=f"token:{tenant}")
+        return self.authenticate(request, allow_query=True)
 
     def resolve(self, key: str) -> Principal | None:
         digest = hash_key(key)
@@ -100,8 +125,12 @@ def credential(request: web.Request, *, allow_query: bool) -> str | None:
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
     if allow_query:
-        return request.query.get("api_key") or None
+        return request.query.get("api_key") or request.query.get("token") or None
     return None
+
+
+def _has_header_credential(request: web.Request) -> bool:
+    return bool(request.headers.get("X-API-Key") or request.headers.get("Authorization"))
 
 
 def load_keys(path: Path) -> dict[str, Principal]:
@@ -119,5 +148,8 @@ def load_keys(path: Path) -> dict[str, Principal]:
             raise AuthConfigError(f"{path}: keys[{index}] needs sha256 and tenant") from exc
         if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
             raise AuthConfigError(f"{path}: keys[{index}].sha256 is not a hex SHA-256")
-        keys[digest] = Principal(tenant, str(entry.get("name", f"key-{index}")))
+        per_minute = entry.get("per_minute")
+        if per_minute is not None and (not isinstance(per_minute, int) or per_minute < 1):
+            raise AuthConfigError(f"{path}: keys[{index}].per_minute must be a positive integer")
+        keys[digest] = Principal(tenant, str(entry.get("name", f"key-{index}")), digest[:16], per_minute)
     return keys

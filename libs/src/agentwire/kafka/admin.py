@@ -33,16 +33,19 @@ async def ensure_topics(kafka: KafkaSettings, *, timeout_s: float = 60.0) -> Non
     await _start_with_retry(admin, timeout_s)
     try:
         wanted = topic_configs(kafka)
+        existing = set(await admin.list_topics())
         new = [
             NewTopic(name, kafka.partitions, kafka.replication_factor, topic_configs=config)
             for name, config in wanted.items()
+            if name not in existing
         ]
-        for topic in new:
-            try:
-                await admin.create_topics([topic])
-                log.info("created topic %s (%d partitions)", topic.name, kafka.partitions)
-            except TopicAlreadyExistsError:
-                pass
+        if new:
+            response = await admin.create_topics(new)
+            for name, code, *_ in response.topic_errors:
+                if code == 0:
+                    log.info("created topic %s (%d partitions)", name, kafka.partitions)
+                elif code != TopicAlreadyExistsError.errno:
+                    raise TopicLayoutError(f"cannot create topic {name}: Kafka error code {code}")
         await _check_layout(admin, list(wanted), kafka.partitions, timeout_s)
     finally:
         await admin.close()

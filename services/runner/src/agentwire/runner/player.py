@@ -12,7 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from agentwire.runner.scenarios import scenario_for
+from agentwire.runner.scenarios import steps_for
 from agentwire.runner.script import Options, Step, rng_for
 from agentwire.schema import CancelTask, PauseTask, RawEvent, ResumeTask, TaskSubmitted
 from agentwire.schema import EventType as T
@@ -49,7 +49,7 @@ class Player:
         self._count = 0
 
     async def play(self) -> None:
-        steps = scenario_for(self.task)(self.task, self._options, rng_for(self.task))
+        steps = steps_for(self.task, self._options, rng_for(self.task))
         was_paused = False
         for index, step in enumerate(steps):
             if index > 0:

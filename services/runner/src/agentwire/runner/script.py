@@ -36,6 +36,9 @@ class Options:
     features: frozenset[str] = field(default_factory=frozenset)
     output_tokens: int | None = None
     force_swarm: bool = False
+    require_approval: bool = False
+    approval_wait_s: float = 1.0
+    token_budget: int | None = None
 
     @classmethod
     def from_task(cls, task: TaskSubmitted, default_speed: float) -> Options:
@@ -50,7 +53,10 @@ class Options:
             tool_error=bool(ctx.get("tool_error", False)),
             features=frozenset(str(f) for f in features) if isinstance(features, list) else frozenset(),
             output_tokens=int(_number(ctx["output_tokens"], 0, low=1, high=10_000_000)) if "output_tokens" in ctx else None,
-            force_swarm=bool(ctx.get("force_swarm", False)),
+            force_swarm=ctx.get("force_swarm") is True,
+            require_approval=ctx.get("require_approval") is True,
+            approval_wait_s=_number(ctx.get("approval_wait_s"), 1.0, low=0.0, high=3600.0),
+            token_budget=int(ctx["token_budget"]) if _is_count(ctx.get("token_budget")) else None,
         )
 
 
@@ -64,6 +70,10 @@ def _number(value: Any, default: float, *, low: float, high: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return default
     return min(max(float(value), low), high)
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def _text(value: Any) -> str | None:

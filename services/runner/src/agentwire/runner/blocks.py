@@ -1,0 +1,97 @@
+"""Reusable pieces of a scenario: an LLM call, a tool call, the opening and closing steps."""
+
+from __future__ import annotations
+
+import random
+
+from agentwire.runner.script import Options, Step
+from agentwire.schema import EventType as T
+from agentwire.schema import TaskSubmitted
+
+MODEL = "agentwire-stub-1"
+PROVIDER = "agentwire"
+
+
+def topic_of(task: TaskSubmitted) -> str:
+    return task.query.strip().rstrip("?.!")[:80]
+
+
+def llm_steps(agent: str, prompt: str, text: str, options: Options, rng: random.Random,
+              *, tag: str = "llm") -> list[Step]:
+    """An LLM call: the prompt, the text in LLM_PARTIAL chunks, LLM_OUTPUT with usage."""
+    return [llm_prompt(agent, prompt, tag=tag), *llm_answer(agent, text, options, rng, tag=tag)]
+
+
+def llm_prompt(agent: str, prompt: str, *, tag: str = "llm") -> Step:
+    return Step(T.LLM_PROMPT, f"{agent}:{tag}:prompt", agent, prompt, delay=0.05)
+
+
+def llm_answer(agent: str, text: str, options: Options, rng: random.Random, *, tag: str = "llm") -> list[Step]:
+    """The streamed half of an LLM call: LLM_PARTIAL chunks, then LLM_OUTPUT with usage."""
+    words = text.split(" ")
+    size = options.chunk_words
+    chunks = [" ".join(words[i : i + size]) for i in range(0, len(words), size)]
+    steps = [
+        Step(T.LLM_PARTIAL, f"{agent}:{tag}:chunk", agent, chunk if i == len(chunks) - 1 else chunk + " ",
+             delay=0.03)
+        for i, chunk in enumerate(chunks)
+    ]
+    input_tokens = rng.randint(200, 600)
+    output_tokens = options.output_tokens or max(len(words) * 4 // 3, 1)
+    usage = {
+        "tokens_used": input_tokens + output_tokens,
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "cost_usd": round((input_tokens * 0.5 + output_tokens * 1.5) / 1_000_000, 8),
+        "model_used": MODEL,
+        "provider": PROVIDER,
+    }
+    steps.append(Step(T.LLM_OUTPUT, f"{agent}:{tag}:output", agent, text, payload=usage, delay=0.02))
+    return steps
+
+
+def tool_steps(agent: str, tool: str, argument: str, result: str, options: Options) -> list[Step]:
+    """A tool call; with ``tool_error`` the first attempt fails and is retried."""
+    call = {"tool": tool, "arguments": {"query": argument}}
+    steps = [Step(T.TOOL_INVOKED, f"{agent}:tool", agent, f"Calling {tool} with query='{argument}'",
+                  payload=call, delay=0.1)]
+    if options.tool_error:
+        steps.append(Step(T.TOOL_ERROR, f"{agent}:tool-error", agent, f"{tool} failed: upstream timeout",
+                          payload={"tool": tool}, delay=0.1))
+        steps.append(Step(T.ERROR_RECOVERY, f"{agent}:recovery", agent, f"Retrying {tool}", delay=0.05))
+        steps.append(Step(T.TOOL_INVOKED, f"{agent}:tool-retry", agent, f"Calling {tool} with query='{argument}'",
+                          payload=call, delay=0.1))
+    steps.append(Step(T.TOOL_OBSERVATION, f"{agent}:observation", agent, result, payload={"tool": tool},
+                      delay=0.2))
+    return steps
+
+
+def opening(plan: list[str], *, preparing: bool = True) -> list[Step]:
+    """WORKFLOW_STARTED, optional DATA_PROCESSING, and the plan as a PROGRESS 0/total."""
+    steps = [Step(T.WORKFLOW_STARTED, "start", "orchestrator", "Task processing started", delay=0.05)]
+    if preparing:
+        steps.append(Step(T.DATA_PROCESSING, "prepare", "orchestrator", "Preparing context", delay=0.1))
+    steps.append(Step(T.PROGRESS, "plan", "planner", f"Created a plan with {len(plan)} steps",
+                      payload={"completed": 0, "total": len(plan), "percent": 0, "plan": plan}, delay=0.2))
+    return steps
+
+
+def closing(result: str, message: str = "Final synthesized result ready") -> Step:
+    return Step(T.WORKFLOW_COMPLETED, "complete", "orchestrator", message, payload={"result": result}, delay=0.1)
+
+
+def approval(plan: list[str], *, wait: float = 1.0) -> list[Step]:
+    """Human approval of the plan: requested, then auto-approved after ``wait`` seconds (at speed 1)."""
+    return [
+        Step(T.APPROVAL_REQUESTED, "approval:request", "orchestrator", "Approval requested for the plan",
+             payload={"plan": plan, "approval_id": "plan"}, delay=0.05),
+        Step(T.APPROVAL_DECISION, "approval:decision", "orchestrator", "Plan approved",
+             payload={"approval_id": "plan", "approved": True, "decided_by": "auto-approver"}, delay=wait),
+    ]
+
+
+def final_result(task: TaskSubmitted) -> str:
+    return (
+        f"Summary of '{task.query.strip()[:200]}': research gathered sources, analysis found the main "
+        "trends, and the writer produced a three-part summary."
+    )
