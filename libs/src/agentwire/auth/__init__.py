@@ -8,12 +8,13 @@
 from agentwire.auth.keys import (
     ANONYMOUS_TENANT,
     AuthConfigError,
-    AuthError,
     Authenticator,
+    AuthError,
     Principal,
     Unauthorized,
     hash_key,
 )
+from agentwire.auth.tokens import StreamTokens
 
 __all__ = [
     "ANONYMOUS_TENANT",
@@ -21,6 +22,7 @@ __all__ = [
     "AuthError",
     "Authenticator",
     "Principal",
+    "StreamTokens",
     "Unauthorized",
     "hash_key",
 ]

@@ -10,7 +10,8 @@ Keys file (YAML)::
 
 Generate a key and its hash::
 
-    python -c "import secrets, hashlib; k = secrets.token_urlsafe(32); print(k); print(hashlib.sha256(k.encode()).hexdigest())"
+    python -c "import secrets, hashlib; k = secrets.token_urlsafe(32); \\
+        print(k, hashlib.sha256(k.encode()).hexdigest())"
 """
 
 from __future__ import annotations
@@ -21,10 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from aiohttp import web
-
 from agentwire.auth.tokens import StreamTokens
 from agentwire.service.settings import Settings
+from aiohttp import web
 
 ANONYMOUS_TENANT = "default"
 

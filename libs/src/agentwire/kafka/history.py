@@ -12,15 +12,15 @@ import contextlib
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-
 from agentwire.kafka.clients import make_consumer
 from agentwire.kafka.consume import Record
 from agentwire.kafka.partitioning import partition_for
 from agentwire.schema import TaskState
 from agentwire.service.settings import KafkaSettings
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 CLOCK_SKEW = timedelta(seconds=5)
+READ_BATCH = 1000  # records per fetch: bounds the memory one history read holds
 
 
 class EventLog:
@@ -33,7 +33,7 @@ class EventLog:
 
     async def start(self) -> None:
         for _ in range(self._size):
-            consumer = make_consumer(self._kafka, fetch_max_wait_ms=10, max_partition_fetch_bytes=4 * 1024 * 1024)
+            consumer = make_consumer(self._kafka, fetch_max_wait_ms=10, max_partition_fetch_bytes=1024 * 1024)
             await consumer.start()
             self._all.append(consumer)
             self._pool.put_nowait(consumer)
@@ -89,7 +89,7 @@ class EventLog:
             async with self._borrow() as consumer:
                 consumer.assign([tp])
                 consumer.seek(tp, position)
-                batches = await consumer.getmany(tp, timeout_ms=1000, max_records=5000)
+                batches = await consumer.getmany(tp, timeout_ms=1000, max_records=READ_BATCH)
                 records = batches.get(tp, [])
                 if records:
                     position = records[-1].offset + 1

@@ -10,15 +10,24 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable
 
-from aiohttp import web
-
+import aiohttp_cors
 from agentwire.auth import Unauthorized
+from agentwire.service.metrics_http import http_metrics_middleware
 from agentwire.service.settings import Settings
+from aiohttp import web
 
 log = logging.getLogger(__name__)
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9:_\-.]{1,128}$")
 TRACE_HEADER = "X-Trace-ID"
+
+CORS_ALLOW_HEADERS = (
+    "Authorization", "X-API-Key", "Content-Type", "Idempotency-Key", "Last-Event-ID", "traceparent",
+)
+CORS_EXPOSE_HEADERS = (
+    "X-Workflow-ID", "X-Session-ID", "X-Trace-ID", "X-Idempotency-Cached", "Link", "Retry-After",
+    "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset",
+)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -89,5 +98,24 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 def base_app(settings: Settings) -> web.Application:
     """An application with agentwire's middlewares and body-size cap."""
     return web.Application(
-        middlewares=[trace_middleware, error_middleware], client_max_size=settings.http.max_body_bytes
+        middlewares=[http_metrics_middleware, trace_middleware, error_middleware],
+        client_max_size=settings.http.max_body_bytes,
     )
+
+
+def enable_cors(app: web.Application, settings: Settings) -> None:
+    """Answer browsers' CORS preflights (200, no auth) and add CORS headers to every route.
+
+    Call once, after every route of ``app`` has been added.
+    """
+    options = aiohttp_cors.ResourceOptions(
+        allow_credentials=False,
+        allow_headers=CORS_ALLOW_HEADERS,
+        expose_headers=CORS_EXPOSE_HEADERS,
+        allow_methods=["GET", "POST", "OPTIONS"],
+        max_age=600,
+    )
+    cors = aiohttp_cors.setup(app, defaults={origin: options for origin in settings.http.cors_origins})
+    for route in list(app.router.routes()):
+        if route.method != "HEAD":
+            cors.add(route)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from aiohttp import web
 
 from agentwire.auth import Authenticator
 from agentwire.edge.hub import LiveHub
@@ -11,9 +10,10 @@ from agentwire.edge.keys import AUTH, CLIENTS, HUB, LOG, SETTINGS, VIEW
 from agentwire.edge.streams import routes
 from agentwire.kafka import TaskStateView
 from agentwire.kafka.history import EventLog
-from agentwire.service.http import base_app
+from agentwire.service.http import base_app, enable_cors
 from agentwire.service.ops import add_ops_routes
 from agentwire.service.settings import Settings
+from aiohttp import web
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -21,6 +21,7 @@ def create_app(settings: Settings) -> web.Application:
     app = base_app(settings)
     setup(app, settings)
     add_ops_routes(app, "edge", lambda: is_ready(app))
+    enable_cors(app, settings)
     return app
 
 
@@ -65,3 +66,4 @@ async def _drop_clients(app: web.Application) -> None:
             await ws.close(code=1012, message=b"server restarting")
         elif request.transport is not None:
             request.transport.abort()
+            request.task.cancel()  # its session may be idle, waiting for the next event

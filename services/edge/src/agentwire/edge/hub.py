@@ -15,11 +15,11 @@ import contextlib
 import logging
 from collections import deque
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-
 from agentwire.kafka import Record, make_consumer
 from agentwire.kafka.metrics import counter, gauge
 from agentwire.service.settings import KafkaSettings
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class Subscription:
 
 
 class LiveHub:
-    def __init__(self, kafka: KafkaSettings) -> None:
+    def __init__(self, kafka: KafkaSettings, *, release_after_s: float = 5.0) -> None:
         self._kafka = kafka
         self._topic = kafka.topics.events
         self._consumer: AIOKafkaConsumer | None = None
@@ -68,6 +68,9 @@ class LiveHub:
         self._per_partition: dict[int, int] = {}
         self._next: dict[TopicPartition, int] = {}
         self._lock = asyncio.Lock()
+        self._releasing: set[int] = set()
+        self._background: set[asyncio.Task[None]] = set()
+        self._release_after_s = release_after_s
         self._task: asyncio.Task[None] | None = None
         self.ready = False
         self._records = counter("agentwire_edge_live_records_total", "Records read by the live tail")
@@ -83,6 +86,8 @@ class LiveHub:
 
     async def stop(self) -> None:
         self.ready = False
+        for task in list(self._background):
+            task.cancel()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -106,13 +111,42 @@ class LiveHub:
             subs.discard(sub)
             if not subs:
                 del self._subs[sub.workflow_id]
-        self._per_partition[sub.partition] = self._per_partition.get(sub.partition, 1) - 1
+        left = self._per_partition.get(sub.partition, 1) - 1
+        self._per_partition[sub.partition] = left
+        if left <= 0 and sub.partition not in self._releasing:
+            self._releasing.add(sub.partition)
+            asyncio.get_running_loop().call_later(self._release_after_s, self._schedule_release, sub.partition)
+
+    def _schedule_release(self, partition: int) -> None:
+        task = asyncio.create_task(self._release(partition), name=f"live-hub-release-{partition}")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _release(self, partition: int) -> None:
+        """Drop a partition nobody has subscribed to since the debounce; keep the others' positions."""
+        async with self._lock:
+            self._releasing.discard(partition)
+            tp = TopicPartition(self._topic, partition)
+            if self._per_partition.get(partition, 0) > 0 or tp not in self._next or self._consumer is None:
+                return
+            self._per_partition.pop(partition, None)
+            keep = {t: pos for t, pos in self._next.items() if t != tp}
+            self._reassign(keep)
 
     async def _assign_with(self, new_tp: TopicPartition) -> None:
         assert self._consumer is not None
         end = (await self._consumer.end_offsets([new_tp]))[new_tp]
-        keep = {tp: pos for tp, pos in self._next.items() if self._per_partition.get(tp.partition, 0) > 0}
+        keep = dict(self._next)
         keep[new_tp] = end
+        self._reassign(keep)
+
+    def _reassign(self, keep: dict[TopicPartition, int]) -> None:
+        """Assign exactly ``keep``, each at the position the tail has dispatched up to.
+
+        ``_dispatch`` drops records below these positions, so a getmany in flight
+        across the change delivers nothing twice.
+        """
+        assert self._consumer is not None
         self._consumer.assign(list(keep))
         for tp, position in keep.items():
             self._consumer.seek(tp, position)
@@ -128,6 +162,10 @@ class LiveHub:
             try:
                 batches = await self._consumer.getmany(timeout_ms=200, max_records=5000)
             except AssertionError:  # partitions changed under a fetch; fetch again
+                continue
+            except KafkaError as exc:
+                log.warning("live tail fetch failed (%s); retrying", exc)
+                await asyncio.sleep(0.5)
                 continue
             for tp, records in batches.items():
                 self._dispatch(tp, records)

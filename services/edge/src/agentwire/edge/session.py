@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 
 Delivery = tuple[Event, str]  # the event and its stream id
 
+MAX_WRITE_EVENTS = 256  # one write holds at most this many events (bounds a stalled client's buffer)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
 
 class Sink(Protocol):
     async def send(self, batch: list[Delivery]) -> None: ...
@@ -67,6 +70,9 @@ class StreamSession:
             "agentwire_edge_event_latency_seconds",
             "Event timestamp to written to the client",
             buckets=LATENCY_BUCKETS,
+        )
+        self._batch_sizes = histogram(
+            "agentwire_edge_write_batch_events", "Events per write to a client", buckets=BATCH_BUCKETS
         )
 
     async def run(self, sink: Sink, protocol: str) -> None:
@@ -137,12 +143,20 @@ class StreamSession:
                 batch.append((event, position_id(record.partition, record.offset)))
             if self.finished:
                 break
+            if len(batch) >= MAX_WRITE_EVENTS:
+                await self._write(batch, sink, protocol)
+                batch = []
         if batch:
-            await sink.send(batch)
-            self._delivered.labels(protocol).inc(len(batch))
-            now = utcnow()
-            for event, _ in batch:
-                self._latency.observe(max((now - event.timestamp).total_seconds(), 0.0))
+            await self._write(batch, sink, protocol)
+
+    async def _write(self, batch: list[Delivery], sink: Sink, protocol: str) -> None:
+        """One write per batch: what queued while the previous write was in flight goes together."""
+        await sink.send(batch)
+        self._delivered.labels(protocol).inc(len(batch))
+        self._batch_sizes.observe(len(batch))
+        now = utcnow()
+        for event, _ in batch:
+            self._latency.observe(max((now - event.timestamp).total_seconds(), 0.0))
 
     def _resume_offset(self) -> int | None:
         position = self._resume.position

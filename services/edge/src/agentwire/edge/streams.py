@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime
 
-from aiohttp import WSMsgType, web
-
+import orjson
 from agentwire.edge.frames import not_found_frame, sse_frame, ws_message
 from agentwire.edge.keys import AUTH, CLIENTS, HUB, LOG, SETTINGS, VIEW
 from agentwire.edge.resume import parse_resume, parse_types
 from agentwire.edge.session import Delivery, StreamSession
 from agentwire.kafka.metrics import gauge
 from agentwire.schema import TaskState
-from agentwire.service.http import TRACE_HEADER, valid_id
+from agentwire.service.http import TRACE_HEADER, ApiError, valid_id
+from aiohttp import WSMsgType, web
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,7 @@ _open = gauge("agentwire_edge_connections_open", "Open stream connections", ["pr
 async def _authorized_state(request: web.Request) -> tuple[str, TaskState | None]:
     """Validate, authenticate and look the workflow up (None if unknown or foreign)."""
     workflow_id = valid_id(request.query.get("workflow_id"), "workflow_id")
-    principal = request.app[AUTH].authenticate(request, allow_query=True)
+    principal = request.app[AUTH].authenticate_stream(request, workflow_id)
     settings = request.app[SETTINGS]
     state = await request.app[VIEW].lookup(workflow_id, settings.streaming.unknown_workflow_wait_s)
     if state is not None and state.tenant != principal.tenant:
@@ -64,7 +65,7 @@ class SseSink:
 async def stream_sse(request: web.Request) -> web.StreamResponse:
     workflow_id = valid_id(request.query.get("workflow_id"), "workflow_id")
     parse_resume(request.headers.get("Last-Event-ID") or request.query.get("last_event_id"))
-    request.app[AUTH].authenticate(request, allow_query=True)
+    request.app[AUTH].authenticate_stream(request, workflow_id)
     settings = request.app[SETTINGS]
     response = web.StreamResponse(
         headers={
@@ -109,7 +110,7 @@ class WsSink:
 async def stream_ws(request: web.Request) -> web.StreamResponse:
     workflow_id = valid_id(request.query.get("workflow_id"), "workflow_id")
     parse_resume(request.headers.get("Last-Event-ID") or request.query.get("last_event_id"))
-    request.app[AUTH].authenticate(request, allow_query=True)
+    request.app[AUTH].authenticate_stream(request, workflow_id)
     settings = request.app[SETTINGS]
     ws = web.WebSocketResponse(heartbeat=settings.streaming.ws_ping_s)
     await ws.prepare(request)
@@ -136,3 +137,25 @@ async def _ignore_client_frames(ws: web.WebSocketResponse) -> None:
         if message.type == WSMsgType.ERROR:
             return
 
+
+
+@routes.post("/api/v1/stream/token")
+async def stream_token(request: web.Request) -> web.Response:
+    """A short-lived token that opens one of the caller's own workflows as ``?token=``."""
+    auth = request.app[AUTH]
+    principal = auth.authenticate(request)
+    try:
+        body = orjson.loads(await request.read() or b"null")
+    except orjson.JSONDecodeError:
+        raise ApiError(400, "request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "request body must be a JSON object with workflow_id")
+    raw_id = body.get("workflow_id")
+    workflow_id = valid_id(raw_id if isinstance(raw_id, str) else None, "workflow_id")
+    settings = request.app[SETTINGS]
+    state = await request.app[VIEW].lookup(workflow_id, settings.http.read_your_writes_timeout_s)
+    if state is None or state.tenant != principal.tenant:
+        raise ApiError(404, "Task not found")
+    token, expires = auth.tokens.issue(principal.tenant, workflow_id)
+    expires_at = datetime.fromtimestamp(expires, UTC).isoformat().replace("+00:00", "Z")
+    return web.json_response({"token": token, "expires_at": expires_at})

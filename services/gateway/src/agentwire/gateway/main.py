@@ -8,22 +8,24 @@ from __future__ import annotations
 
 import asyncio
 
-from aiohttp import web
-
+from agentwire import webui
 from agentwire.edge import app as edge
 from agentwire.ingest import app as ingest
 from agentwire.kafka import ensure_topics
 from agentwire.service import configure_logging, load_settings, run, serve
-from agentwire.service.http import base_app
+from agentwire.service.http import base_app, enable_cors
 from agentwire.service.ops import add_ops_routes
 from agentwire.service.settings import Settings
+from aiohttp import web
 
 
 def create_app(settings: Settings) -> web.Application:
     app = base_app(settings)
     ingest.setup(app, settings)
     edge.setup(app, settings)
+    webui.setup(app)
     add_ops_routes(app, "gateway", lambda: ingest.is_ready(app) and edge.is_ready(app))
+    enable_cors(app, settings)
     return app
 
 

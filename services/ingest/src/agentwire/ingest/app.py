@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from aiohttp import web
-
 from agentwire.auth import Authenticator
-from agentwire.ingest.keys import AUTH, SETTINGS, TASKS
+from agentwire.ingest.keys import AUTH, LIMITER, SETTINGS, TASKS
+from agentwire.ingest.ratelimit import RateLimiter
 from agentwire.ingest.routes import routes
 from agentwire.ingest.tasks import TaskService
 from agentwire.kafka import TaskStateView, make_producer
 from agentwire.kafka.history import EventLog
-from agentwire.service.http import base_app
+from agentwire.service.http import base_app, enable_cors
 from agentwire.service.ops import add_ops_routes
 from agentwire.service.settings import Settings
+from aiohttp import web
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -22,6 +22,7 @@ def create_app(settings: Settings) -> web.Application:
     app = base_app(settings)
     setup(app, settings)
     add_ops_routes(app, "ingest", lambda: is_ready(app))
+    enable_cors(app, settings)
     return app
 
 
@@ -29,6 +30,7 @@ def setup(app: web.Application, settings: Settings) -> None:
     """Add ingest's routes and resources to ``app`` (also used by the local gateway)."""
     app[SETTINGS] = settings
     app[AUTH] = Authenticator.from_settings(settings)
+    app[LIMITER] = RateLimiter(settings.rate_limits.per_minute)
     app.add_routes(routes)
     app.cleanup_ctx.append(_kafka)
 

@@ -47,7 +47,13 @@ def task_summary(state: TaskState) -> dict[str, Any]:
     if state.completed_at is not None:
         out["completed_at"] = rfc3339(state.completed_at)
     if state.usage.total_tokens:
-        out["total_token_usage"] = state.usage.total_tokens
+        # The SDK reads an object here (Shannon's TokenUsage), not a number.
+        out["total_token_usage"] = {
+            "total_tokens": state.usage.total_tokens,
+            "prompt_tokens": state.usage.input_tokens,
+            "completion_tokens": state.usage.output_tokens,
+            "cost_usd": state.usage.estimated_cost,
+        }
     return out
 
 

@@ -5,16 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from aiohttp import web
-from pydantic import BaseModel, ValidationError
-
-from agentwire.ingest.keys import AUTH, SETTINGS, TASKS
+from agentwire.auth import Principal
+from agentwire.ingest.keys import AUTH, LIMITER, TASKS
+from agentwire.ingest.openapi import openapi_document
 from agentwire.ingest.render import control_state, task_status, task_summary
 from agentwire.ingest.requests import ControlBody, SubmitTask
-from agentwire.auth import Principal
 from agentwire.ingest.tasks import IdempotencyConflict
 from agentwire.schema import CancelTask, PauseTask, ResumeTask, TaskState, TaskStatus, dumps
 from agentwire.service.http import ApiError, valid_id
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
 
 routes = web.RouteTableDef()
 
@@ -49,8 +49,14 @@ async def _body(request: web.Request, model: type[BaseModel], *, optional: bool 
         raise ApiError(400, f"invalid {where}: {first['msg']}") from None
 
 
-async def _own_task(request: web.Request) -> tuple[Principal, TaskState]:
+def _limited(request: web.Request) -> tuple[Principal, dict[str, str]]:
+    """Authenticate and take one request from the caller's rate limit; its headers."""
     principal = _principal(request)
+    return principal, request.app[LIMITER].check(principal)
+
+
+async def _own_task(request: web.Request, principal: Principal | None = None) -> tuple[Principal, TaskState]:
+    principal = principal or _principal(request)
     task_id = valid_id(request.match_info["task_id"], "task id")
     state = await request.app[TASKS].find(task_id, principal.tenant)
     if state is None:
@@ -58,22 +64,23 @@ async def _own_task(request: web.Request) -> tuple[Principal, TaskState]:
     return principal, state
 
 
-async def _submit(request: web.Request) -> tuple[TaskState, bool]:
-    principal = _principal(request)
+async def _submit(request: web.Request) -> tuple[TaskState, bool, dict[str, str]]:
+    principal, limits = _limited(request)
     body = await _body(request, SubmitTask)
     key = request.headers.get("Idempotency-Key")
     if key is not None and not (0 < len(key) <= 255):
         raise ApiError(400, "Idempotency-Key must be 1-255 characters")
     try:
-        return await request.app[TASKS].submit(body, principal.tenant, key)
+        state, cached = await request.app[TASKS].submit(body, principal.tenant, key)
     except IdempotencyConflict as exc:
         raise ApiError(422, str(exc)) from None
+    return state, cached, limits
 
 
 @routes.post("/api/v1/tasks")
 async def submit_task(request: web.Request) -> web.Response:
-    state, cached = await _submit(request)
-    headers = {"X-Workflow-ID": state.workflow_id, "X-Session-ID": state.task.session_id}
+    state, cached, limits = await _submit(request)
+    headers = {"X-Workflow-ID": state.workflow_id, "X-Session-ID": state.task.session_id, **limits}
     if cached:
         headers["X-Idempotency-Cached"] = "true"
     body = {
@@ -88,12 +95,13 @@ async def submit_task(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/tasks/stream")
 async def submit_and_stream(request: web.Request) -> web.Response:
-    state, cached = await _submit(request)
+    state, cached, limits = await _submit(request)
     stream_url = f"/api/v1/stream/sse?workflow_id={state.workflow_id}"
     headers = {
         "X-Workflow-ID": state.workflow_id,
         "X-Session-ID": state.task.session_id,
         "Link": f"<{stream_url}>; rel=stream",
+        **limits,
     }
     if cached:
         headers["X-Idempotency-Cached"] = "true"
@@ -103,7 +111,7 @@ async def submit_and_stream(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/tasks")
 async def list_tasks(request: web.Request) -> web.Response:
-    principal = _principal(request)
+    principal, limits = _limited(request)
     query = request.query
     limit = _int_param(query.get("limit"), "limit", default=20, low=1, high=100)
     offset = _int_param(query.get("offset"), "offset", default=0, low=0, high=10**9)
@@ -111,7 +119,7 @@ async def list_tasks(request: web.Request) -> web.Response:
     session_id = query.get("session_id") or None
     tasks = request.app[TASKS].list(principal.tenant, status=status, session_id=session_id)
     page = tasks[offset : offset + limit]
-    return _json({"tasks": [task_summary(s) for s in page], "total_count": len(tasks)})
+    return _json({"tasks": [task_summary(s) for s in page], "total_count": len(tasks)}, headers=limits)
 
 
 @routes.get("/api/v1/tasks/{task_id}")
@@ -133,41 +141,52 @@ async def get_task_events(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/tasks/{task_id}/cancel")
 async def cancel_task(request: web.Request) -> web.Response:
-    principal, state = await _own_task(request)
+    principal, limits = _limited(request)
+    principal, state = await _own_task(request, principal)
     body = await _body(request, ControlBody, optional=True)
     if state.status.terminal:
-        return _json({"success": False, "message": f"Task already finished ({state.status.value})"}, status=202)
+        message = f"Task already finished ({state.status.value})"
+        return _json({"success": False, "message": message}, status=202, headers=limits)
     command = CancelTask(workflow_id=state.workflow_id, reason=body.reason or "", requested_by=principal.key_name)
     await request.app[TASKS].control(state, command)
-    return _json({"success": True, "message": "Cancellation requested"}, status=202)
+    return _json({"success": True, "message": "Cancellation requested"}, status=202, headers=limits)
 
 
 @routes.post("/api/v1/tasks/{task_id}/pause")
 async def pause_task(request: web.Request) -> web.Response:
-    principal, state = await _own_task(request)
+    principal, limits = _limited(request)
+    principal, state = await _own_task(request, principal)
     body = await _body(request, ControlBody, optional=True)
     if state.status.terminal or state.control.is_paused or state.status == TaskStatus.PAUSED:
         raise ApiError(409, f"Task cannot be paused ({state.status.value})")
     command = PauseTask(workflow_id=state.workflow_id, reason=body.reason or "", requested_by=principal.key_name)
     await request.app[TASKS].control(state, command)
-    return _json({"success": True, "message": "Pause requested", "task_id": state.workflow_id}, status=202)
+    body_out = {"success": True, "message": "Pause requested", "task_id": state.workflow_id}
+    return _json(body_out, status=202, headers=limits)
 
 
 @routes.post("/api/v1/tasks/{task_id}/resume")
 async def resume_task(request: web.Request) -> web.Response:
-    principal, state = await _own_task(request)
+    principal, limits = _limited(request)
+    principal, state = await _own_task(request, principal)
     body = await _body(request, ControlBody, optional=True)
     if state.status.terminal or not (state.control.is_paused or state.status == TaskStatus.PAUSED):
         raise ApiError(409, f"Task is not paused ({state.status.value})")
     command = ResumeTask(workflow_id=state.workflow_id, reason=body.reason or "", requested_by=principal.key_name)
     await request.app[TASKS].control(state, command)
-    return _json({"success": True, "message": "Resume requested", "task_id": state.workflow_id}, status=202)
+    body_out = {"success": True, "message": "Resume requested", "task_id": state.workflow_id}
+    return _json(body_out, status=202, headers=limits)
 
 
 @routes.get("/api/v1/tasks/{task_id}/control-state")
 async def get_control_state(request: web.Request) -> web.Response:
     _, state = await _own_task(request)
     return _json(control_state(state))
+
+
+@routes.get("/openapi.json")
+async def openapi(_: web.Request) -> web.Response:
+    return _json(openapi_document())
 
 
 def _int_param(raw: str | None, name: str, *, default: int, low: int, high: int) -> int:

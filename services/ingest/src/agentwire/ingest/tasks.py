@@ -7,17 +7,15 @@ import uuid
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaProducer
-
 from agentwire.ingest.requests import SubmitTask
 from agentwire.kafka import TaskStateView, position_id
 from agentwire.kafka.history import EventLog
 from agentwire.schema import (
     CancelTask,
-    PauseTask,
-    ResumeTask,
     DecodeError,
     Event,
+    PauseTask,
+    ResumeTask,
     TaskState,
     TaskStatus,
     TaskSubmitted,
@@ -25,6 +23,7 @@ from agentwire.schema import (
     decode,
     encode,
 )
+from aiokafka import AIOKafkaProducer
 
 
 class IdempotencyConflict(Exception):

@@ -30,6 +30,7 @@ from agentwire.schema import (
     InternalType,
     RawEvent,
     TaskState,
+    TaskStatus,
     TaskSubmitted,
     decode,
     decode_as,
@@ -93,6 +94,10 @@ class Processor:
 
     def save_row(self, workflow_id: str, row: dict[str, Any]) -> None:
         _store(self.rows_table, workflow_id, row, self.settings.kafka.partitions)
+        if TaskStatus(row["status"]).terminal:
+            # Only now may the working set drop a finished row: until the table holds the
+            # terminal snapshot, a late event would be sequenced against a stale row.
+            self.rows.pop(workflow_id, None)
 
     def save_task(self, task: TaskSubmitted) -> None:
         if self.tasks_table.get(task.workflow_id) is None:
@@ -192,8 +197,6 @@ class Processor:
         if outcome.row is not None:
             self.rows[raw.workflow_id] = outcome.row
             snapshot = outcome.row.dump()
-            if outcome.row.terminal:
-                self.rows.pop(raw.workflow_id, None)
         key = event.message.key
         deliveries = [await self.events_topic.send(key=key, value=encode(e)) for e in outcome.events]
         self._raw_in.labels("sequenced" if outcome.events else "absorbed").inc()

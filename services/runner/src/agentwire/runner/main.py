@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from agentwire.kafka import ensure_topics
+from agentwire.kafka.lag import LagMonitor
 from agentwire.runner.worker import RunnerWorker
 from agentwire.service import configure_logging, load_settings, ops_app, run, serve
 
@@ -19,10 +20,13 @@ def main() -> None:
         ops = asyncio.create_task(
             serve(ops_app("runner", lambda: worker.ready), settings.http.host, settings.runner.ops_port, stop)
         )
+        lag_monitor = LagMonitor(settings.kafka, service="runner", group=settings.runner.group_id)
+        lag = asyncio.create_task(lag_monitor.run(stop))
         try:
             await worker.run(stop)
         finally:
             stop.set()
             await ops
+            await lag
 
     run(run_runner)

@@ -11,8 +11,17 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-from agentwire.runner.blocks import approval, closing, final_result, llm_answer, llm_prompt, llm_steps, opening
-from agentwire.runner.blocks import tool_steps, topic_of
+from agentwire.runner.blocks import (
+    approval,
+    closing,
+    final_result,
+    llm_answer,
+    llm_prompt,
+    llm_steps,
+    opening,
+    tool_steps,
+    topic_of,
+)
 from agentwire.runner.script import Options, Step
 from agentwire.runner.teams import complex_, supervisor, swarm
 from agentwire.schema import EventType as T

@@ -52,7 +52,8 @@ class Options:
             stall_at=_text(ctx.get("stall_at")),
             tool_error=bool(ctx.get("tool_error", False)),
             features=frozenset(str(f) for f in features) if isinstance(features, list) else frozenset(),
-            output_tokens=int(_number(ctx["output_tokens"], 0, low=1, high=10_000_000)) if "output_tokens" in ctx else None,
+            output_tokens=int(_number(ctx["output_tokens"], 1, low=1, high=10_000_000))
+            if "output_tokens" in ctx else None,
             force_swarm=ctx.get("force_swarm") is True,
             require_approval=ctx.get("require_approval") is True,
             approval_wait_s=_number(ctx.get("approval_wait_s"), 1.0, low=0.0, high=3600.0),

@@ -10,8 +10,16 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from agentwire.runner.blocks import closing, final_result, llm_answer, llm_prompt, llm_steps, opening
-from agentwire.runner.blocks import tool_steps, topic_of
+from agentwire.runner.blocks import (
+    closing,
+    final_result,
+    llm_answer,
+    llm_prompt,
+    llm_steps,
+    opening,
+    tool_steps,
+    topic_of,
+)
 from agentwire.runner.script import Options, Step
 from agentwire.schema import EventType as T
 from agentwire.schema import TaskSubmitted

@@ -48,7 +48,7 @@ class RunnerWorker:
         self._producer = make_producer(settings.kafka)
         self._consumer = make_consumer(
             settings.kafka,
-            group_id=settings.runner.group_id,
+            group_id=group_of(settings),
             partition_assignment_strategy=(RangePartitionAssignor,),
             session_timeout_ms=10_000,
             heartbeat_interval_ms=1_000,
@@ -130,7 +130,9 @@ class RunnerWorker:
 
     async def abandon(self, tps: set[TopicPartition]) -> None:
         """Stop plays on partitions this runner no longer owns (the new owner replays them)."""
-        doomed = [(wf, play) for wf, (_, play, tp) in self._plays.items() if TopicPartition(self._topics.tasks, tp.partition) in tps]
+        tasks_topic = self._topics.tasks
+        doomed = [(wf, play) for wf, (_, play, tp) in self._plays.items()
+                  if TopicPartition(tasks_topic, tp.partition) in tps]
         for _, play in doomed:
             play.cancel()
         for _, play in doomed:
@@ -153,6 +155,16 @@ class RunnerWorker:
                 await play
         with contextlib.suppress(Exception):
             await self._commit()
+
+
+def group_of(settings: Settings) -> str:
+    """The runner's consumer group: ``runner.group_id``, or ``<topic_prefix>-runner`` if left at its default.
+
+    Stacks that share a broker with different topic prefixes must not share a group:
+    every member's join would rebalance (and so interrupt) every other stack's plays.
+    """
+    group = settings.runner.group_id
+    return f"{settings.kafka.topic_prefix}-runner" if group == "agentwire-runner" else group
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -1,0 +1,109 @@
+"""End-to-end latency: raw event produced (as a runner would) → SSE frame received.
+
+A real processor and a real edge run as processes; this process produces
+LLM_PARTIAL raw events at BENCH_RATE per second (default 1,000) carrying their
+produce time, and reads them over SSE. Prints p50/p99 in ms as JSON on the last line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import orjson
+from agentwire.schema import RawEvent, TaskSubmitted, Topics, encode
+from aiokafka import AIOKafkaProducer
+
+from tests.bench.feed import TENANT, Feed
+from tests.support.broker import kafka_broker
+from tests.support.stack import Stack
+
+RATE = int(os.environ.get("BENCH_RATE", "1000"))
+SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
+
+
+async def measure(stack: Stack) -> dict[str, float]:
+    topics = Topics(stack.prefix)
+    base = stack.services["edge"].health_url.removesuffix("/health")
+    wf = f"task-{uuid.uuid4().hex[:12]}"
+    task = TaskSubmitted(workflow_id=wf, tenant=TENANT, query="bench", session_id="s")
+    producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, acks=1, linger_ms=0)
+    await producer.start()
+    latencies: list[float] = []
+    total = int(RATE * SECONDS)
+
+    def raw(i: int, kind: str, message: str | None = None) -> bytes:
+        return encode(RawEvent(event_id=f"{wf}:{i}", workflow_id=wf, type=kind, agent_id="a",
+                               message=message, task=task if i == 0 else None))
+
+    async def produce() -> None:
+        started = time.perf_counter()
+        for i in range(1, total + 1):
+            delay = started + i / RATE - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await producer.send(topics.events_raw, raw(i, "LLM_PARTIAL", repr(time.time())), key=wf.encode())
+        await producer.send(topics.events_raw, raw(total + 1, "WORKFLOW_COMPLETED"), key=wf.encode())
+        await producer.flush()
+
+    async def consume(first: asyncio.Event) -> None:
+        async with httpx.AsyncClient(timeout=60) as client, client.stream(
+                "GET", f"{base}/api/v1/stream/sse", params={"workflow_id": wf}) as response:
+            name = None
+            async for line in response.aiter_lines():
+                if os.environ.get("BENCH_DEBUG"):
+                    print(line[:200])
+                if line.startswith("event: "):
+                    name = line[7:]
+                elif line.startswith("data: ") and name == "thread.message.delta" and b"delta" in line.encode():
+                    latencies.append(time.time() - float(orjson.loads(line[6:])["delta"]))
+                    if len(latencies) >= total:
+                        return
+                elif line.startswith("data: "):
+                    first.set()
+
+    try:
+        async with Feed(stack.bootstrap, stack.prefix) as feed:  # the QUEUED state ingest would write
+            await feed.declare(wf)
+        await producer.send_and_wait(topics.events_raw, raw(0, "WORKFLOW_STARTED"), key=wf.encode())
+        first = asyncio.Event()
+        reader = asyncio.create_task(consume(first))
+        await asyncio.wait_for(first.wait(), 30)
+        await produce()
+        await asyncio.wait_for(reader, 60)
+    finally:
+        await producer.stop()
+    steady = sorted(latencies[len(latencies) // 10:])  # drop the first 10 % (warm-up)
+    return {
+        "e2e_rate_per_s": RATE,
+        "e2e_events": len(latencies),
+        "e2e_latency_p50_ms": round(statistics.median(steady) * 1000, 1),
+        "e2e_latency_p99_ms": round(steady[int(len(steady) * 0.99) - 1] * 1000, 1),
+    }
+
+
+def main() -> None:
+    with kafka_broker(12) as bootstrap, tempfile.TemporaryDirectory(prefix="bench-latency-") as workdir:
+        stack = Stack(bootstrap, Path(workdir), extra_env={"GATEWAY_SKIP_AUTH": "1"})
+        stack.add("processor", "agentwire-processor")
+        stack.add("edge", "agentwire-edge")
+        try:
+            for service in stack.services.values():
+                service.start()
+            for service in stack.services.values():
+                service.wait_ready()
+            figures = asyncio.run(measure(stack))
+        finally:
+            stack.stop()
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""The ``agentwire`` command line client as a subprocess against the running stack."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.support.stack import Stack
+
+AGENTWIRE = str(Path(sys.executable).parent / "agentwire")
+AGENTS = {"research-agent", "analysis-agent", "writer-agent"}
+
+
+def cli(stack: Stack, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "AGENTWIRE_URL": stack.base_url}
+    return subprocess.run([AGENTWIRE, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def test_submit_follow_plain_lines(stack: Stack) -> None:
+    done = cli(stack, "submit", "Research AI trends from the CLI", "--mode", "standard",
+               "--context", '{"speed": 20}', "--follow")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("submitted task-")
+    workflow_id = lines[0].split()[1]
+    kinds = [line.split()[1] for line in lines[1:] if line.strip()[:1].isdigit()]
+    assert kinds[0] == "WORKFLOW_STARTED" and kinds[-1] == "WORKFLOW_COMPLETED"
+    assert "LLM_PARTIAL" not in kinds and kinds.count("LLM_OUTPUT") == 3
+    assert "status: completed" in lines
+    assert any(line.split()[1:2] == ["PROGRESS"] and line.endswith("[100.0%]") for line in lines[1:])
+
+    status = cli(stack, "status", workflow_id)
+    assert status.returncode == 0 and "status    completed  progress 100%" in status.stdout
+    listing = cli(stack, "tasks", "--limit", "50")
+    assert listing.returncode == 0 and any(line.startswith(workflow_id) for line in listing.stdout.splitlines())
+
+
+def test_stream_json_lines_are_complete_and_ordered(stack: Stack) -> None:
+    submitted = cli(stack, "submit", "JSON please", "--context", '{"speed": 20}')
+    assert submitted.returncode == 0, submitted.stderr
+    workflow_id = submitted.stdout.strip()
+    streamed = cli(stack, "stream", workflow_id, "--json")
+    assert streamed.returncode == 0, streamed.stderr
+    events = [json.loads(line) for line in streamed.stdout.splitlines()]
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    assert events[-1]["type"] == "WORKFLOW_COMPLETED"
+    assert {e["agent_id"] for e in events if e.get("agent_id")} >= AGENTS
+    deltas = "".join(e["message"] for e in events if e["type"] == "LLM_PARTIAL" and e["agent_id"] == "writer-agent")
+    completed = [e for e in events if e["type"] == "LLM_OUTPUT" and e["agent_id"] == "writer-agent"]
+    assert deltas == completed[-1]["message"] and completed[-1]["payload"]["tokens_used"] > 0
+
+    only = cli(stack, "stream", workflow_id, "--json", "--types", "AGENT_STARTED")
+    assert only.returncode == 0
+    assert [json.loads(line)["agent_id"] for line in only.stdout.splitlines()] == sorted(AGENTS, key=[
+        "research-agent", "analysis-agent", "writer-agent"].index)
+
+
+def test_control_commands_and_failed_exit_code(stack: Stack) -> None:
+    workflow_id = cli(stack, "submit", "Pause me", "--context", '{"speed": 0.5}').stdout.strip()
+    paused = cli(stack, "pause", workflow_id)
+    assert paused.returncode == 0, paused.stderr
+    again = cli(stack, "pause", workflow_id)
+    assert again.returncode == 2 and "HTTP 409" in again.stderr
+    assert cli(stack, "resume", workflow_id).returncode == 0
+    assert cli(stack, "cancel", workflow_id).returncode == 0
+    followed = cli(stack, "stream", workflow_id)
+    assert followed.returncode == 1 and "status: cancelled" in followed.stdout
+    missing = cli(stack, "status", "task-does-not-exist")
+    assert missing.returncode == 2 and "404" in missing.stderr
+
+
+def test_follow_renders_a_live_view_in_a_terminal(stack: Stack) -> None:
+    primary, secondary = pty.openpty()
+    env = {**os.environ, "AGENTWIRE_URL": stack.base_url, "COLUMNS": "100", "LINES": "40", "TERM": "xterm-256color"}
+    process = subprocess.Popen([AGENTWIRE, "submit", "Research AI trends on a TTY", "--context", '{"speed": 10}',
+                                "--follow"], stdin=secondary, stdout=secondary, stderr=secondary, env=env)
+    os.close(secondary)
+    output = bytearray()
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([primary], [], [], 0.5)
+            if ready:
+                try:
+                    chunk = os.read(primary, 65536)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                output += chunk
+            elif process.poll() is not None:
+                break
+        code = process.wait(timeout=max(deadline - time.monotonic(), 1))
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.close(primary)
+    text = output.decode(errors="replace")
+    assert code == 0, text[-2000:]
+    assert "\x1b[" in text, "no terminal rendering"
+    assert "━" in text and "100%" in text
+    for agent in AGENTS:
+        assert agent in text
+    assert "status: completed" in text

@@ -1,0 +1,105 @@
+"""The web dashboard in a real browser (Debian's chromium, headless, driven by Playwright)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.support.stack import ROOT, Stack
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]
+ARTIFACTS = ROOT / "artifacts"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    assert Path(CHROMIUM).exists(), "install Debian's chromium: apt-get install -y chromium"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser, stack: Stack) -> Iterator[Page]:
+    context = browser.new_context(base_url=stack.base_url, viewport={"width": 1280, "height": 1000})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto("/")
+    yield page
+    context.close()
+    assert errors == [], errors
+
+
+def test_assets_are_served_from_the_package(stack: Stack) -> None:
+    index = httpx.get(f"{stack.base_url}/", timeout=10)
+    assert index.status_code == 200 and "text/html" in index.headers["Content-Type"]
+    assert '<script type="module" src="/ui/app.js">' in index.text
+    for asset, kind in (("app.js", "javascript"), ("style.css", "text/css")):
+        response = httpx.get(f"{stack.base_url}/ui/{asset}", timeout=10)
+        assert response.status_code == 200 and kind in response.headers["Content-Type"]
+
+
+def submit_through_page(page: Page, query: str, *, speed: str, budget: str = "") -> str:
+    page.fill("#query", query)
+    page.select_option("#mode", "standard")
+    page.fill("#speed", speed)
+    page.fill("#token-budget", budget)
+    page.click("#submit")
+    expect(page.locator("#task-id")).to_have_text(re.compile(r"^task-"))
+    return page.inner_text("#task-id")
+
+
+def test_dashboard_follows_a_task_across_a_dropped_stream(page: Page) -> None:
+    workflow_id = submit_through_page(page, "Research AI trends in the browser", speed="1")
+
+    # Drop the stream once mid-run; the page resumes after the last stream id it saw.
+    page.wait_for_function("window.agentwire.view && window.agentwire.view.events.length >= 8", timeout=30_000)
+    dropped_mid_stream = page.evaluate(
+        "() => { const v = window.agentwire.view; const mid = !v.finished; window.agentwire.dropStream(); return mid; }"
+    )
+    assert dropped_mid_stream
+
+    expect(page.locator("#progress-text")).to_have_text("100%", timeout=60_000)
+    expect(page.locator("#task-status")).to_have_text("completed", timeout=30_000)
+    expect(page.locator("#conn-state")).to_have_text("finished", timeout=30_000)
+    assert page.get_attribute("#progress", "value") == "100"
+
+    lanes = page.locator("#lanes .lane").evaluate_all("els => els.map(e => e.dataset.agent)")
+    assert set(lanes) >= {"research-agent", "analysis-agent", "writer-agent"}
+    assert page.locator('.lane[data-agent="writer-agent"] .text').inner_text().startswith("Summary written")
+    assert page.locator('.lane[data-agent="research-agent"] .tools li').count() >= 2
+
+    seqs = page.evaluate("window.agentwire.view.events.map(e => e.seq)")
+    assert seqs == list(range(1, len(seqs) + 1)), "an event was lost or duplicated across the drop"
+    assert page.locator("#event-log li").count() == len(seqs)
+    assert page.evaluate("window.agentwire.view.events.at(-1).type") == "WORKFLOW_COMPLETED"
+    expect(page.locator(f'#task-list tr[data-id="{workflow_id}"] .status')).to_have_text("completed")
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "webui.png"), full_page=True)
+
+
+def test_budget_gauge_turns_red_and_log_filters_hide_types(page: Page) -> None:
+    submit_through_page(page, "Exhaust a small budget", speed="20", budget="400")
+    expect(page.locator("#conn-state")).to_have_text("finished", timeout=30_000)
+    types = page.evaluate("window.agentwire.view.events.map(e => e.type)")
+    assert types[-1] == "WORKFLOW_FAILED" and "BUDGET_THRESHOLD" in types, types
+    expect(page.locator("#budget-gauge")).to_have_class("gauge red")
+    expect(page.locator("#task-status")).to_have_text("failed", timeout=30_000)
+    thresholds = page.locator('#event-log li[data-type="BUDGET_THRESHOLD"]')
+    assert thresholds.count() >= 1
+    page.locator('#log-filters input[data-type="BUDGET_THRESHOLD"]').uncheck()
+    expect(thresholds.first).to_be_hidden()

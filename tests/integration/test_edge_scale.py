@@ -1,0 +1,263 @@
+"""The edge on real Kafka: two edge processes, moving clients, stalled clients, resume, hand-over.
+
+Events are written straight to the events topic by tests.bench.feed (no runner or
+processor needed), so workflows can be long and steady.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+import socket
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+import httpx
+import orjson
+import pytest
+
+from tests.bench.feed import Feed
+from tests.support.stack import Stack
+
+BUFFER = 10
+
+
+@pytest.fixture(scope="module")
+def edges(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """Two edge processes on one topic prefix, with a small per-client buffer."""
+    workdir: Path = tmp_path_factory.mktemp("edges")
+    stack = Stack(kafka_bootstrap, workdir, extra_env={
+        "GATEWAY_SKIP_AUTH": "1",
+        "AGENTWIRE_STREAMING__BUFFER_SIZE": str(BUFFER),
+    })
+    try:
+        for name in ("edge1", "edge2"):
+            stack.add(name, "agentwire-edge").start()
+        for service in stack.services.values():
+            service.wait_ready()
+        yield stack
+    finally:
+        stack.stop()
+
+
+def url(stack: Stack, name: str) -> str:
+    return stack.services[name].health_url.removesuffix("/health")
+
+
+@dataclass
+class Seen:
+    """What one client received: (seq, stream id) per event, and whether `done` came."""
+
+    events: list[tuple[int, str]] = field(default_factory=list)
+    done: bool = False
+
+    @property
+    def last_id(self) -> str | None:
+        return self.events[-1][1] if self.events else None
+
+
+async def frames(client: httpx.AsyncClient, base: str, workflow_id: str,
+                 last_id: str | None = None) -> AsyncIterator[tuple[str | None, str | None, bytes]]:
+    """Yield (id, event, data) of each SSE frame until the server closes."""
+    headers = {"Last-Event-ID": last_id} if last_id else {}
+    async with client.stream("GET", f"{base}/api/v1/stream/sse", params={"workflow_id": workflow_id},
+                             headers=headers) as response:
+        assert response.status_code == 200
+        fid = name = None
+        async for line in response.aiter_lines():
+            if line.startswith("id: "):
+                fid = line[4:]
+            elif line.startswith("event: "):
+                name = line[7:]
+            elif line.startswith("data: "):
+                yield fid, name, line[6:].encode()
+                fid = name = None
+
+
+async def read(client: httpx.AsyncClient, base: str, workflow_id: str, seen: Seen,
+               limit: int | None = None) -> None:
+    """Read into ``seen`` until `done`, or stop (drop the connection) after ``limit`` events."""
+    count = 0
+    async for fid, name, data in frames(client, base, workflow_id, seen.last_id):
+        assert fid is not None
+        if name == "done":
+            seen.events.append((-1, fid))
+            seen.done = True
+            return
+        seen.events.append((orjson.loads(data)["seq"], fid))
+        count += 1
+        if limit is not None and count >= limit:
+            return
+
+
+def seqs(seen: Seen) -> list[int]:
+    return [s for s, _ in seen.events if s != -1]
+
+
+def metric(base: str, name: str) -> float:
+    text = httpx.get(f"{base}/metrics", timeout=5).text
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " ")
+               or line.startswith(name + "{"))
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+async def test_client_moves_between_edges_with_last_event_id(edges: Stack) -> None:
+    async with Feed(edges.bootstrap, edges.prefix) as feed, httpx.AsyncClient(timeout=30) as client:
+        wf = await feed.declare()
+        for _ in range(100):
+            await feed.emit(wf)
+        await feed.producer.flush()
+        seen = Seen()
+        await asyncio.wait_for(read(client, url(edges, "edge1"), wf, seen, limit=60), 20)
+        assert seqs(seen) == list(range(1, 61))
+        for _ in range(100):
+            await feed.emit(wf)
+        last = await feed.finish(wf)
+        await asyncio.wait_for(read(client, url(edges, "edge2"), wf, seen), 20)
+    assert seen.done
+    assert seqs(seen) == list(range(1, last))  # then `done` (STREAM_END)
+    ids = [fid for _, fid in seen.events]
+    assert len(set(ids)) == len(ids)
+
+
+def stalled_socket(base: str, workflow_id: str) -> socket.socket:
+    """An SSE request over a socket with a tiny receive buffer that is then not read."""
+    parsed = urlparse(base)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((parsed.hostname, parsed.port))
+    sock.sendall(f"GET /api/v1/stream/sse?workflow_id={workflow_id} HTTP/1.0\r\nHost: x\r\n\r\n".encode())
+    return sock
+
+
+def read_all(sock: socket.socket, deadline_s: float) -> bytes:
+    sock.settimeout(deadline_s)
+    chunks = []
+    while chunk := sock.recv(1 << 20):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def test_stalled_client_costs_the_others_nothing(edges: Stack) -> None:
+    base = url(edges, "edge1")
+    pid = edges.services["edge1"].process.pid  # type: ignore[union-attr]
+    catchups_before = metric(base, "agentwire_edge_slow_client_catchups_total")
+    payload = {"text": "y" * 2000}
+    async with Feed(edges.bootstrap, edges.prefix) as feed, httpx.AsyncClient(timeout=60) as client:
+        wf = await feed.declare()
+        await feed.emit(wf, "WORKFLOW_STARTED", wait=True)
+        sock = await asyncio.to_thread(stalled_socket, base, wf)
+        fast = Seen()
+        reader = asyncio.create_task(read(client, base, wf, fast))
+        rss = []
+        for _round in range(3):  # the stalled client lags 3,000 events, then 6,000, then 9,000
+            for _ in range(3000):
+                await feed.emit(wf, payload=payload)
+            await feed.producer.flush()
+            target = feed._seq[wf]
+            async with asyncio.timeout(60):
+                while len(fast.events) < target:  # noqa: ASYNC110 - polling with a deadline
+                    await asyncio.sleep(0.05)
+            rss.append(rss_kb(pid))
+        last = await feed.finish(wf)
+        await asyncio.wait_for(reader, 60)
+    # the reading client got everything while the other one was stalled
+    assert fast.done and seqs(fast) == list(range(1, last))  # then `done` (STREAM_END)
+    assert metric(base, "agentwire_edge_slow_client_catchups_total") > catchups_before
+    # the stalled client's backlog stays in Kafka: edge memory does not grow with its lag
+    # (once warm, another 3,000 events of lag, 6 MB, cost less than 4 MB of RSS)
+    assert rss[2] - rss[1] < 4096, rss
+    raw = await asyncio.to_thread(read_all, sock, 60)
+    sock.close()
+    got = [orjson.loads(line[6:])["seq"] for line in raw.split(b"\n")
+           if line.startswith(b"data: {")]
+    assert got == list(range(1, last))  # every event but STREAM_END (whose data is [DONE])
+    assert raw.rstrip().endswith(b"data: [DONE]")
+
+
+async def test_200_forced_disconnects_with_resume(edges: Stack) -> None:
+    rng = random.Random(5)
+    bases = [url(edges, "edge1"), url(edges, "edge2")]
+    async with Feed(edges.bootstrap, edges.prefix) as feed, httpx.AsyncClient(timeout=30) as client:
+        wf = await feed.declare()
+
+        async def produce() -> int:
+            for i in range(1500):
+                await feed.emit(wf)
+                if i % 10 == 0:
+                    await asyncio.sleep(0.005)
+            return await feed.finish(wf)
+
+        producer = asyncio.create_task(produce())
+        seen = Seen()
+        drops = 0
+        while drops < 200:
+            await asyncio.wait_for(read(client, bases[drops % 2], wf, seen, limit=rng.randint(1, 12)), 10)
+            drops += 1
+        last = await asyncio.wait_for(producer, 30)
+        await asyncio.wait_for(read(client, bases[0], wf, seen), 10)
+    assert seen.done
+    assert seqs(seen) == list(range(1, last))  # then `done` (STREAM_END)  # 0 gaps, 0 duplicates
+
+
+async def test_history_live_hand_over_under_a_steady_stream(edges: Stack) -> None:
+    rng = random.Random(7)
+    bases = [url(edges, "edge1"), url(edges, "edge2")]
+    async with Feed(edges.bootstrap, edges.prefix) as feed, httpx.AsyncClient(timeout=60) as client:
+        wf = await feed.declare()
+        await feed.emit(wf, "WORKFLOW_STARTED", wait=True)
+        clients: list[tuple[Seen, asyncio.Task[None]]] = []
+        async with asyncio.timeout(120):
+            for i in range(2000):
+                await feed.emit(wf)
+                if i % 100 == 50:
+                    seen = Seen()
+                    clients.append((seen, asyncio.create_task(read(client, bases[i % 2], wf, seen))))
+                if rng.random() < 0.1:
+                    await feed.producer.flush()
+                    await asyncio.sleep(rng.random() * 0.01)
+            last = await feed.finish(wf)
+            await asyncio.gather(*(task for _, task in clients))
+    assert len(clients) == 20
+    for seen, _ in clients:
+        assert seen.done
+        assert seqs(seen) == list(range(1, last))  # then `done` (STREAM_END)
+
+
+async def test_sigterm_drops_clients_so_they_reconnect(edges: Stack) -> None:
+    edge = edges.add("edge-term", "agentwire-edge")
+    edge.start()
+    edge.wait_ready()
+    base = edge.health_url.removesuffix("/health")
+    async with Feed(edges.bootstrap, edges.prefix) as feed, httpx.AsyncClient(timeout=30) as client:
+        wf = await feed.declare()
+        await feed.emit(wf, "WORKFLOW_STARTED", wait=True)
+        seen = Seen()
+        got_one = asyncio.Event()
+
+        async def follow() -> None:
+            async for _fid, _name, _data in frames(client, base, wf):
+                seen.events.append((0, ""))
+                got_one.set()
+
+        follower = asyncio.create_task(follow())
+        await asyncio.wait_for(got_one.wait(), 20)
+        assert edge.process is not None
+        started = time.monotonic()
+        edge.process.send_signal(signal.SIGTERM)
+        with pytest.raises(httpx.RemoteProtocolError):  # an abrupt drop, not a clean end
+            await asyncio.wait_for(follower, 10)
+        code = await asyncio.to_thread(edge.process.wait, 15)
+        elapsed = time.monotonic() - started
+    assert code == 0
+    assert elapsed < 5, elapsed
