@@ -8,19 +8,22 @@ SERVICES := ingest edge runner processor gateway
 STAMP := $(VENV)/.installed
 PROJECTS := libs/pyproject.toml $(foreach s,$(SERVICES),services/$(s)/pyproject.toml)
 
-.PHONY: setup run test unit lint bench chaos kafka system-deps clean
+.PHONY: setup run test unit lint bench chaos kafka helm system-deps clean
 
-setup: $(STAMP) kafka
+setup: $(STAMP) kafka helm
 
-$(STAMP): requirements/runtime.txt requirements/dev.txt constraints.txt $(PROJECTS)
+$(STAMP): requirements/runtime.txt requirements/dev.txt requirements/chart.txt constraints.txt $(PROJECTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip==26.3
-	$(BIN)/python -m pip install --quiet -c constraints.txt -r requirements/dev.txt \
+	$(BIN)/python -m pip install --quiet -c constraints.txt -r requirements/dev.txt -r requirements/chart.txt \
 		-e libs $(foreach s,$(SERVICES),-e services/$(s))
 	touch $@
 
 kafka:
 	$(PYTHON) deploy/kafka/broker.py fetch
+
+helm:
+	bash deploy/helm/fetch_helm.sh
 
 run: setup
 	@echo ""

@@ -6,8 +6,11 @@ import json
 import os
 import pty
 import select
+import socket
+import struct
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -109,3 +112,70 @@ def test_follow_renders_a_live_view_in_a_terminal(stack: Stack) -> None:
     for agent in AGENTS:
         assert agent in text
     assert "status: completed" in text
+
+
+class DroppingProxy:
+    """A TCP proxy to the gateway that cuts the first stream connection after ``cut_after`` bytes."""
+
+    def __init__(self, target_port: int, cut_after: int) -> None:
+        self.target_port = target_port
+        self.cut_after = cut_after
+        self.cuts = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.pipe, args=(client,), daemon=True).start()
+
+    def pipe(self, client: socket.socket) -> None:
+        upstream = socket.create_connection(("127.0.0.1", self.target_port))
+        request = client.recv(65536)
+        upstream.sendall(request)
+        cut = b"/api/v1/stream/sse" in request and self.cuts == 0
+        if cut:
+            self.cuts += 1
+        sent = 0
+        with client, upstream:
+            while True:
+                ready, _, _ = select.select([client, upstream], [], [], 30)
+                if not ready:
+                    return
+                source = ready[0]
+                data = source.recv(65536)
+                if not data:
+                    return
+                if source is upstream:
+                    if cut and sent + len(data) > self.cut_after:
+                        client.sendall(data[: self.cut_after - sent])
+                        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                        return  # RST: an abrupt drop mid-stream
+                    sent += len(data)
+                    client.sendall(data)
+                else:
+                    upstream.sendall(data)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_stream_resumes_after_a_dropped_connection(stack: Stack) -> None:
+    workflow_id = cli(stack, "submit", "Survive a drop", "--context", '{"speed": 4}').stdout.strip()
+    gateway_port = int(stack.base_url.rsplit(":", 1)[1])
+    proxy = DroppingProxy(gateway_port, cut_after=1500)
+    try:
+        env = {**os.environ, "AGENTWIRE_URL": f"http://127.0.0.1:{proxy.port}"}
+        streamed = subprocess.run([AGENTWIRE, "stream", workflow_id, "--json"], env=env, capture_output=True,
+                                  text=True, timeout=60, check=False)
+    finally:
+        proxy.close()
+    assert proxy.cuts == 1
+    assert streamed.returncode == 0, streamed.stderr
+    events = [json.loads(line) for line in streamed.stdout.splitlines()]
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1)), "lost or duplicated across the drop"
+    assert events[-1]["type"] == "WORKFLOW_COMPLETED"

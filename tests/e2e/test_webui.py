@@ -10,6 +10,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from tests.e2e.test_cli import DroppingProxy
 from tests.support.stack import ROOT, Stack
 
 CHROMIUM = "/usr/bin/chromium"
@@ -32,8 +33,17 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def page(browser: Browser, stack: Stack) -> Iterator[Page]:
-    context = browser.new_context(base_url=stack.base_url, viewport={"width": 1280, "height": 1000})
+def proxy(stack: Stack) -> Iterator[DroppingProxy]:
+    """The page goes through a proxy that cuts its first event stream mid-way (a real server-side drop)."""
+    proxy = DroppingProxy(int(stack.base_url.rsplit(":", 1)[1]), cut_after=4000)
+    yield proxy
+    proxy.close()
+
+
+@pytest.fixture
+def page(browser: Browser, proxy: DroppingProxy) -> Iterator[Page]:
+    base_url = f"http://127.0.0.1:{proxy.port}"
+    context = browser.new_context(base_url=base_url, viewport={"width": 1280, "height": 1000})
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
@@ -62,11 +72,14 @@ def submit_through_page(page: Page, query: str, *, speed: str, budget: str = "")
     return page.inner_text("#task-id")
 
 
-def test_dashboard_follows_a_task_across_a_dropped_stream(page: Page) -> None:
+def test_dashboard_follows_a_task_across_dropped_streams(page: Page, proxy: DroppingProxy) -> None:
     workflow_id = submit_through_page(page, "Research AI trends in the browser", speed="1")
 
-    # Drop the stream once mid-run; the page resumes after the last stream id it saw.
-    page.wait_for_function("window.agentwire.view && window.agentwire.view.events.length >= 8", timeout=30_000)
+    # The proxy cuts the first stream: EventSource shows "reconnecting" and resumes with Last-Event-ID.
+    page.wait_for_function("window.agentwire.view.drops >= 1", timeout=30_000)
+    assert proxy.cuts == 1
+    # Then the page's own hook drops it once more and resumes after the last stream id it saw.
+    page.wait_for_function("window.agentwire.view.events.length >= 20", timeout=30_000)
     dropped_mid_stream = page.evaluate(
         "() => { const v = window.agentwire.view; const mid = !v.finished; window.agentwire.dropStream(); return mid; }"
     )

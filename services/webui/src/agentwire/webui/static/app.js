@@ -89,6 +89,7 @@ class TaskView {
     this.lastEventId = "";
     this.source = null;
     this.finished = false;
+    this.drops = 0;         // connection errors seen (each followed by a resume)
     this.budget = null;
     this.tokensUsed = 0;
     $("#task-view").hidden = false;
@@ -154,6 +155,7 @@ class TaskView {
     source.onerror = (event) => {
       if (event.data !== undefined || this.source !== source) return;   // a named `error` frame, handled below
       // EventSource reconnects by itself, sending Last-Event-ID.
+      this.drops += 1;
       this.setConn(source.readyState === EventSource.CLOSED ? "disconnected" : "reconnecting…", "reconnecting");
     };
     for (const name of [...TYPES, ...Object.keys(RENAMED)]) {
