@@ -55,7 +55,7 @@ system-deps:
 	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	$$SUDO apt-get update -qq && \
 	$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-		openjdk-17-jre-headless maven python3-venv curl
+		openjdk-17-jre-headless maven python3-venv curl prometheus
 
 clean:
 	rm -rf $(VENV) .data

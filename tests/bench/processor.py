@@ -81,22 +81,29 @@ async def end_total(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> in
     return sum((await consumer.end_offsets(tps)).values())
 
 
-async def measure(bootstrap: str, topic: str, expected: int, started: float,
-                  limit_s: float) -> tuple[float, float, int]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def measure(bootstrap: str, topic: str, expected: int, started: float, limit_s: float,
+                  pid: int) -> tuple[float, float, int, float]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
     await consumer.start()
     tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
     first = None
+    cpu_first = 0.0
     total = 0
     try:
         while time.monotonic() - started < limit_s:
             total = await end_total(consumer, tps)
             now = time.monotonic()
             if total and first is None:
-                first = now
+                first, cpu_first = now, cpu_seconds(pid)
             if total >= expected:
                 assert first is not None
-                return first - started, now - first, total
+                return first - started, now - first, total, cpu_seconds(pid) - cpu_first
             await asyncio.sleep(0.05)
     finally:
         await consumer.stop()
@@ -115,8 +122,9 @@ def main() -> None:
         started = time.monotonic()
         processor.start()
         try:
-            startup_s, busy_s, total = asyncio.run(
-                measure(bootstrap, kafka.topics.events, expected, started, limit_s=600))
+            assert processor.process is not None
+            startup_s, busy_s, total, cpu_s = asyncio.run(
+                measure(bootstrap, kafka.topics.events, expected, started, 600, processor.process.pid))
         finally:
             processor.stop()
     figures = {
@@ -126,6 +134,9 @@ def main() -> None:
         "outputs": total,
         "workflows": WORKFLOWS,
         "seconds": round(busy_s, 2),
+        "processor_cpu_s": round(cpu_s, 2),
+        "processor_events_per_cpu_s": round(raw / cpu_s) if cpu_s else None,
+        "load_average_1m": os.getloadavg()[0],
         "startup_s": round(startup_s, 2),
         "preload_s": round(preload_s, 2),
         "cores": os.cpu_count(),

@@ -276,11 +276,14 @@ def test_pause_resume_cancel_and_control_state(stack: Stack) -> None:
     paused = httpx.post(f"{url}/pause", json={"reason": "lunch"}, timeout=10)
     assert paused.status_code == 202
     assert paused.json() == {"success": True, "message": "Pause requested", "task_id": workflow_id}
-    _await(lambda: control()["is_paused"], what="is_paused")
-    assert control()["paused_at"].endswith("Z")
+    # Paused at the runner's next checkpoint (WORKFLOW_PAUSED), not merely requested.
+    _await(lambda: _status(stack, workflow_id)["status"] == "TASK_STATUS_PAUSED",
+           what=lambda: f"paused: {_status(stack, workflow_id)['status']}, {control()}")
+    assert control()["is_paused"] is True and control()["paused_at"].endswith("Z")
     assert httpx.post(f"{url}/pause", timeout=10).status_code == 409  # already paused
     assert httpx.post(f"{url}/resume", timeout=10).status_code == 202
-    _await(lambda: not control()["is_paused"], what="resumed")
+    _await(lambda: not control()["is_paused"] and _status(stack, workflow_id)["status"] != "TASK_STATUS_PAUSED",
+           what=lambda: f"resumed: {_status(stack, workflow_id)['status']}, {control()}")
     cancelled = httpx.post(f"{url}/cancel", json={"reason": "enough"}, timeout=10)
     assert cancelled.status_code == 202 and cancelled.json()["success"] is True
     final = _await(lambda: (s := _status(stack, workflow_id))["status"] in TERMINAL and s,

@@ -65,7 +65,7 @@ def test_stream_json_lines_are_complete_and_ordered(stack: Stack) -> None:
 
 
 def test_control_commands_and_failed_exit_code(stack: Stack) -> None:
-    workflow_id = cli(stack, "submit", "Pause me", "--context", '{"speed": 0.5}').stdout.strip()
+    workflow_id = cli(stack, "submit", "Pause me", "--context", '{"speed": 0.2}').stdout.strip()
     paused = cli(stack, "pause", workflow_id)
     assert paused.returncode == 0, paused.stderr
     again = cli(stack, "pause", workflow_id)
@@ -115,12 +115,15 @@ def test_follow_renders_a_live_view_in_a_terminal(stack: Stack) -> None:
 
 
 class DroppingProxy:
-    """A TCP proxy to the gateway that cuts the first stream connection after ``cut_after`` bytes."""
+    """A TCP proxy to the gateway that cuts the ``cut_request``-th stream request after ``cut_after`` bytes."""
 
-    def __init__(self, target_port: int, cut_after: int) -> None:
+    def __init__(self, target_port: int, cut_after: int, cut_request: int = 1) -> None:
         self.target_port = target_port
         self.cut_after = cut_after
+        self.cut_request = cut_request
+        self.streams = 0
         self.cuts = 0
+        self.lock = threading.Lock()
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         threading.Thread(target=self.accept, daemon=True).start()
@@ -135,12 +138,7 @@ class DroppingProxy:
 
     def pipe(self, client: socket.socket) -> None:
         upstream = socket.create_connection(("127.0.0.1", self.target_port))
-        request = client.recv(65536)
-        upstream.sendall(request)
-        cut = b"/api/v1/stream/sse" in request and self.cuts == 0
-        if cut:
-            self.cuts += 1
-        sent = 0
+        cut, sent = False, 0
         with client, upstream:
             while True:
                 ready, _, _ = select.select([client, upstream], [], [], 30)
@@ -157,7 +155,13 @@ class DroppingProxy:
                         return  # RST: an abrupt drop mid-stream
                     sent += len(data)
                     client.sendall(data)
-                else:
+                else:  # a request: keep-alive connections carry several, so look at each
+                    with self.lock:
+                        if b"GET /api/v1/stream/sse" in data:
+                            self.streams += 1
+                            if self.streams == self.cut_request:
+                                cut, sent = True, 0
+                                self.cuts += 1
                     upstream.sendall(data)
 
     def close(self) -> None:

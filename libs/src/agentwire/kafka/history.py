@@ -20,7 +20,7 @@ from agentwire.service.settings import KafkaSettings
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 CLOCK_SKEW = timedelta(seconds=5)
-READ_BATCH = 1000  # records per fetch: bounds the memory one history read holds
+READ_BATCH = 2000  # records per fetch: bounds the memory one history read holds
 
 
 class EventLog:
@@ -87,8 +87,9 @@ class EventLog:
         position = start
         while position < until:
             async with self._borrow() as consumer:
-                consumer.assign([tp])
-                consumer.seek(tp, position)
+                if consumer.assignment() != {tp} or await consumer.position(tp) != position:
+                    consumer.assign([tp])  # (re)assigning drops what the reader prefetched
+                    consumer.seek(tp, position)
                 batches = await consumer.getmany(tp, timeout_ms=1000, max_records=READ_BATCH)
                 records = batches.get(tp, [])
                 if records:

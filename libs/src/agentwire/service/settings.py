@@ -52,6 +52,8 @@ class StreamingSettings(BaseModel):
     unknown_workflow_wait_s: float = Field(2.0, gt=0)
     retry_ms: int = Field(1000, ge=0)
     history_readers: int = Field(4, ge=1)
+    recent_cache_mb: int = Field(64, ge=0)  # edge: recent decoded events per workflow, 0 disables
+    recent_cache_events: int = Field(20_000, ge=0)  # edge: at most this many cached events per workflow
 
 
 class AuthSettings(BaseModel):

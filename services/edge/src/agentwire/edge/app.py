@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from agentwire.auth import Authenticator
 from agentwire.edge.hub import LiveHub
 from agentwire.edge.keys import AUTH, CLIENTS, HUB, LOG, SETTINGS, VIEW
+from agentwire.edge.recent import RecentCache
 from agentwire.edge.streams import routes
 from agentwire.kafka import TaskStateView
 from agentwire.kafka.history import EventLog
@@ -44,7 +45,9 @@ def is_ready(app: web.Application) -> bool:
 async def _kafka(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     view = TaskStateView(settings.kafka, service="edge")
-    hub = LiveHub(settings.kafka)
+    streaming = settings.streaming
+    cache = RecentCache(max_bytes=streaming.recent_cache_mb << 20, max_events=streaming.recent_cache_events)
+    hub = LiveHub(settings.kafka, cache=cache)
     log = EventLog(settings.kafka, readers=settings.streaming.history_readers)
     await view.start()
     await log.start()

@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
 
+from agentwire.edge.delivery import Delivery
+from agentwire.edge.recent import RecentCache
 from agentwire.kafka import Record, make_consumer
 from agentwire.kafka.metrics import counter, gauge
 from agentwire.service.settings import KafkaSettings
@@ -29,38 +30,39 @@ class Subscription:
         self.workflow_id = workflow_id
         self.partition = partition
         self.limit = limit
-        self.queue: deque[Record] = deque()
+        self.queue: list[Delivery] = []
         self.overflowed = False
         self.wake = asyncio.Event()
 
-    def offer(self, record: Record) -> bool:
-        """Queue a record; returns False when this offer overflowed the queue."""
+    def offer(self, items: list[Delivery]) -> bool:
+        """Queue a workflow's events of one fetch; returns False when this offer overflowed."""
         if self.overflowed:
             return True
-        if len(self.queue) >= self.limit:
+        if len(self.queue) + len(items) > self.limit:
             self.overflowed = True
-            self.queue.clear()
+            self.queue = []
             self.wake.set()
             return False
-        self.queue.append(record)
+        self.queue.extend(items)
         self.wake.set()
         return True
 
-    def take(self) -> list[Record]:
-        records = list(self.queue)
-        self.queue.clear()
+    def take(self) -> list[Delivery]:
+        items = self.queue
+        self.queue = []
         self.wake.clear()
-        return records
+        return items
 
     def rejoin(self) -> None:
         """Start queueing again after an overflow (the session catches up from Kafka)."""
-        self.queue.clear()
+        self.queue = []
         self.overflowed = False
         self.wake.clear()
 
 
 class LiveHub:
-    def __init__(self, kafka: KafkaSettings, *, release_after_s: float = 5.0) -> None:
+    def __init__(self, kafka: KafkaSettings, *, release_after_s: float = 5.0,
+                 cache: RecentCache | None = None) -> None:
         self._kafka = kafka
         self._topic = kafka.topics.events
         self._consumer: AIOKafkaConsumer | None = None
@@ -72,6 +74,7 @@ class LiveHub:
         self._background: set[asyncio.Task[None]] = set()
         self._release_after_s = release_after_s
         self._task: asyncio.Task[None] | None = None
+        self.cache = cache or RecentCache(max_bytes=0, max_events=0)
         self.ready = False
         self._records = counter("agentwire_edge_live_records_total", "Records read by the live tail")
         self._overflows = counter("agentwire_edge_slow_client_catchups_total",
@@ -103,6 +106,7 @@ class LiveHub:
             tp = TopicPartition(self._topic, partition)
             if tp not in self._next:
                 await self._assign_with(tp)
+            self.cache.open(workflow_id, partition, self._next[tp])
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
@@ -132,6 +136,7 @@ class LiveHub:
             self._per_partition.pop(partition, None)
             keep = {t: pos for t, pos in self._next.items() if t != tp}
             self._reassign(keep)
+            self.cache.drop_partition(partition)
 
     async def _assign_with(self, new_tp: TopicPartition) -> None:
         assert self._consumer is not None
@@ -170,18 +175,32 @@ class LiveHub:
             for tp, records in batches.items():
                 self._dispatch(tp, records)
 
+    def position(self, partition: int) -> int | None:
+        """Where the tail dispatches next in ``partition`` (None when not assigned)."""
+        return self._next.get(TopicPartition(self._topic, partition))
+
     def _dispatch(self, tp: TopicPartition, records: list[Record]) -> None:
+        """Decode each record once and hand each workflow's events of this fetch to its subscribers."""
         expected = self._next.get(tp)
         if expected is None:
             return
+        cache = self.cache
+        by_workflow: dict[str, list[Delivery]] = {}
         for record in records:
             if record.offset < expected:
                 continue  # fetched before a re-seek; already dispatched
             expected = record.offset + 1
-            subs = self._subs.get(record.key.decode() if record.key else "")
-            if subs:
-                for sub in subs:
-                    if not sub.offer(record):
-                        self._overflows.inc()
+            workflow_id = record.key.decode() if record.key else ""
+            if workflow_id not in self._subs and workflow_id not in cache:
+                continue
+            item = Delivery.of(record)
+            if item is None:
+                continue
+            by_workflow.setdefault(workflow_id, []).append(item)
+            cache.append(workflow_id, item)
         self._next[tp] = expected
         self._records.inc(len(records))
+        for workflow_id, items in by_workflow.items():
+            for sub in self._subs.get(workflow_id, ()):
+                if not sub.offer(items):
+                    self._overflows.inc()

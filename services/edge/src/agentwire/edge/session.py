@@ -17,19 +17,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from typing import Protocol
 
+from agentwire.edge.delivery import Delivery
 from agentwire.edge.hub import LiveHub, Subscription
 from agentwire.edge.resume import Resume
-from agentwire.kafka import Record, position_id
 from agentwire.kafka.history import EventLog
 from agentwire.kafka.metrics import LATENCY_BUCKETS, counter, histogram
-from agentwire.schema import DecodeError, Event, TaskState, decode, utcnow
+from agentwire.schema import TaskState
 
 log = logging.getLogger(__name__)
 
-Delivery = tuple[Event, str]  # the event and its stream id
+__all__ = ["Delivery", "Sink", "StreamSession"]
 
 MAX_WRITE_EVENTS = 256  # one write holds at most this many events (bounds a stalled client's buffer)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -66,6 +67,7 @@ class StreamSession:
         self._next_offset = 0
         self.finished = False
         self._delivered = counter("agentwire_edge_events_delivered_total", "Events written to clients", ["protocol"])
+        self._read = counter("agentwire_edge_history_events_total", "History events read by sessions", ["source"])
         self._latency = histogram(
             "agentwire_edge_event_latency_seconds",
             "Event timestamp to written to the client",
@@ -98,14 +100,49 @@ class StreamSession:
         return await self._log.start_offset(self._state)
 
     async def _catch_up(self, sink: Sink, protocol: str) -> None:
+        """Deliver ``[next offset, end)``: the recent-events cache where it reaches, Kafka elsewhere."""
         end = await self._log.end_offset(self._partition)
-        reader = self._log.read(self._state.workflow_id, self._next_offset, until=end)
+        workflow_id = self._state.workflow_id
+        start = self._next_offset
+        tail = self._hub.position(self._partition)
+        cached = self._hub.cache.slice(workflow_id, start, end, tail) if tail is not None else None
+        if cached is None:
+            await self._from_kafka(start, end, sink, protocol)
+        else:
+            lo, hi, items = cached
+            if start < lo:
+                await self._from_kafka(start, lo, sink, protocol)
+            if not self.finished and items:
+                self._read.labels("cache").inc(len(items))
+                await self._deliver([i for i in items if i.offset >= self._next_offset], sink, protocol)
+            self._next_offset = max(self._next_offset, hi)
+            if not self.finished and hi < end:
+                await self._from_kafka(hi, end, sink, protocol)
+        self._next_offset = max(self._next_offset, end)
+
+    async def _from_kafka(self, start: int, until: int, sink: Sink, protocol: str) -> None:
+        """Read ``[start, until)`` from Kafka; a complete read also warms the cache."""
+        start = max(start, self._next_offset)
+        if start >= until:
+            return
+        cache = self._hub.cache
+        read: list[Delivery] | None = [] if cache.enabled else None  # kept only up to the cache's bound
+        reader = self._log.read(self._state.workflow_id, start, until=until)
         async with contextlib.aclosing(reader):
             async for records in reader:
-                await self._deliver(records, sink, protocol)
+                items = [item for item in map(Delivery.of, records) if item is not None]
+                if read is not None:
+                    read.extend(items)
+                    if len(read) > cache.max_events:
+                        read = None  # too long to cache: hold nothing (a slow client's lag stays in Kafka)
+                self._read.labels("kafka").inc(len(items))
+                await self._deliver(items, sink, protocol)
                 if self.finished:
-                    return
-        self._next_offset = max(self._next_offset, end)
+                    break
+        if read is not None and (not self.finished or read and read[-1].type == "STREAM_END"):
+            cache.fill(self._state.workflow_id, self._partition, start, until, read,
+                                 self._hub.position(self._partition))
+        self._next_offset = max(self._next_offset, until)
 
     async def _live(self, sub: Subscription, sink: Sink, protocol: str) -> None:
         while not self.finished and not sub.overflowed:
@@ -117,30 +154,28 @@ class StreamSession:
                     continue
             if sub.overflowed:
                 return
-            records = [r for r in sub.take() if r.offset >= self._next_offset]
-            if records:
-                await self._deliver(records, sink, protocol)
+            items = sub.take()
+            if items and items[0].offset < self._next_offset:
+                items = [i for i in items if i.offset >= self._next_offset]
+            if items:
+                await self._deliver(items, sink, protocol)
 
-    async def _deliver(self, records: list[Record], sink: Sink, protocol: str) -> None:
+    async def _deliver(self, items: list[Delivery], sink: Sink, protocol: str) -> None:
         batch: list[Delivery] = []
         skip_through = self._resume_offset()
-        for record in records:
-            self._next_offset = record.offset + 1
-            try:
-                event = decode(Event, record.value)
-            except DecodeError:
-                log.warning("undecodable event at %d-%d", record.partition, record.offset)
+        types = self._types
+        for item in items:
+            self._next_offset = item.offset + 1
+            if skip_through is not None and item.offset <= skip_through:
+                self._last_seq = item.seq
                 continue
-            if skip_through is not None and record.offset <= skip_through:
-                self._last_seq = event.seq
+            if self._last_seq is not None and item.seq != self._last_seq + 1:
                 continue
-            if self._last_seq is not None and event.seq != self._last_seq + 1:
-                continue
-            self._last_seq = event.seq
-            if event.type == "STREAM_END":
+            self._last_seq = item.seq
+            if item.type == "STREAM_END":
                 self.finished = True
-            if self._types is None or event.type in self._types:
-                batch.append((event, position_id(record.partition, record.offset)))
+            if types is None or item.type in types:
+                batch.append(item)
             if self.finished:
                 break
             if len(batch) >= MAX_WRITE_EVENTS:
@@ -150,13 +185,14 @@ class StreamSession:
             await self._write(batch, sink, protocol)
 
     async def _write(self, batch: list[Delivery], sink: Sink, protocol: str) -> None:
-        """One write per batch: what queued while the previous write was in flight goes together."""
+        """One write per batch: what queued while the previous write was in flight goes together.
+
+        The latency histogram takes one sample per write, the batch's oldest event.
+        """
         await sink.send(batch)
         self._delivered.labels(protocol).inc(len(batch))
         self._batch_sizes.observe(len(batch))
-        now = utcnow()
-        for event, _ in batch:
-            self._latency.observe(max((now - event.timestamp).total_seconds(), 0.0))
+        self._latency.observe(max(time.time() - batch[0].ts, 0.0))
 
     def _resume_offset(self) -> int | None:
         position = self._resume.position

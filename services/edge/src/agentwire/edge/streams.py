@@ -7,7 +7,7 @@ import logging
 from datetime import UTC, datetime
 
 import orjson
-from agentwire.edge.frames import not_found_frame, sse_frame, ws_message
+from agentwire.edge.frames import not_found_frame
 from agentwire.edge.keys import AUTH, CLIENTS, HUB, LOG, SETTINGS, VIEW
 from agentwire.edge.resume import parse_resume, parse_types
 from agentwire.edge.session import Delivery, StreamSession
@@ -55,7 +55,7 @@ class SseSink:
         self._response = response
 
     async def send(self, batch: list[Delivery]) -> None:
-        await self._response.write(b"".join(sse_frame(event, stream_id) for event, stream_id in batch))
+        await self._response.write(b"".join(item.sse for item in batch))
 
     async def keepalive(self) -> None:
         await self._response.write(b": keepalive\n\n")
@@ -87,7 +87,10 @@ async def stream_sse(request: web.Request) -> web.StreamResponse:
             await response.write(not_found_frame(workflow_id))
         else:
             await _session(request, state).run(SseSink(response), "sse")
-        await response.write_eof()
+        try:
+            await response.write_eof()
+        except ConnectionResetError:  # aiohttp's ClientConnectionResetError too
+            pass  # the client left after the last event
     finally:
         request.app[CLIENTS].pop(id(request), None)
         _open.labels("sse").dec()
@@ -99,8 +102,8 @@ class WsSink:
         self._ws = ws
 
     async def send(self, batch: list[Delivery]) -> None:
-        for event, stream_id in batch:
-            await self._ws.send_str(ws_message(event, stream_id).decode())
+        for item in batch:
+            await self._ws.send_str(item.ws)
 
     async def keepalive(self) -> None:
         return None  # WebSocket pings are sent by aiohttp's heartbeat

@@ -6,8 +6,8 @@ import asyncio
 import logging
 
 import faust
-from faust.sensors.prometheus import setup_prometheus_sensors
 from aiohttp import web
+from faust.sensors.prometheus import setup_prometheus_sensors
 
 from agentwire.kafka import ensure_topics
 from agentwire.kafka.lag import LagMonitor

@@ -6,7 +6,7 @@ import asyncio
 
 from agentwire.kafka import ensure_topics
 from agentwire.kafka.lag import LagMonitor
-from agentwire.runner.worker import RunnerWorker
+from agentwire.runner.worker import RunnerWorker, group_of
 from agentwire.service import configure_logging, load_settings, ops_app, run, serve
 
 
@@ -20,7 +20,7 @@ def main() -> None:
         ops = asyncio.create_task(
             serve(ops_app("runner", lambda: worker.ready), settings.http.host, settings.runner.ops_port, stop)
         )
-        lag_monitor = LagMonitor(settings.kafka, service="runner", group=settings.runner.group_id)
+        lag_monitor = LagMonitor(settings.kafka, service="runner", group=group_of(settings))
         lag = asyncio.create_task(lag_monitor.run(stop))
         try:
             await worker.run(stop)
