@@ -137,7 +137,12 @@ class DroppingProxy:
             threading.Thread(target=self.pipe, args=(client,), daemon=True).start()
 
     def pipe(self, client: socket.socket) -> None:
-        upstream = socket.create_connection(("127.0.0.1", self.target_port))
+        try:
+            self.forward(client, socket.create_connection(("127.0.0.1", self.target_port)))
+        except OSError:  # either side reset the connection (e.g. a closed EventSource)
+            client.close()
+
+    def forward(self, client: socket.socket, upstream: socket.socket) -> None:
         cut, sent = False, 0
         with client, upstream:
             while True:
