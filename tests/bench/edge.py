@@ -25,7 +25,7 @@ from tests.support.stack import Stack
 
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "10000"))
 FANOUT_CLIENTS = int(os.environ.get("BENCH_FANOUT_CLIENTS", "1000"))
-FANOUT_EVENTS = int(os.environ.get("BENCH_FANOUT_EVENTS", "200"))
+FANOUT_EVENTS = int(os.environ.get("BENCH_FANOUT_EVENTS", "500"))
 HISTORY = 10_000
 
 
@@ -34,6 +34,12 @@ def rss_kb(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise RuntimeError("no VmRSS")
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) the process has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def metric(base: str, name: str) -> float:
@@ -99,7 +105,7 @@ async def hold_clients(feed: Feed, host: str, port: int, pid: int) -> dict[str, 
     }
 
 
-async def fanout(feed: Feed, host: str, port: int, base: str) -> dict[str, float]:
+async def fanout(feed: Feed, host: str, port: int, base: str, pid: int) -> dict[str, float]:
     wf = await feed.declare()
     await feed.emit(wf, "WORKFLOW_STARTED", wait=True)
     conns = [await open_sse(host, port, wf) for _ in range(FANOUT_CLIENTS)]
@@ -117,11 +123,13 @@ async def fanout(feed: Feed, host: str, port: int, base: str) -> dict[str, float
     delivered_before = metric(base, "agentwire_edge_events_delivered_total")
     drains = [asyncio.create_task(drain(r)) for r, _ in conns]
     started = time.perf_counter()
+    cpu_before = cpu_s(pid)
     for _ in range(FANOUT_EVENTS - 2):
         await feed.emit(wf, message="token " * 8)
     await feed.finish(wf)
     await asyncio.gather(*drains)
     elapsed = time.perf_counter() - started
+    edge_cpu = cpu_s(pid) - cpu_before
     delivered = metric(base, "agentwire_edge_events_delivered_total") - delivered_before
     for _, writer in conns:
         writer.close()
@@ -130,6 +138,9 @@ async def fanout(feed: Feed, host: str, port: int, base: str) -> dict[str, float
         "fanout_events": FANOUT_EVENTS,
         "deliveries": int(delivered),
         "deliveries_per_s": round(delivered / elapsed),
+        "fanout_edge_cpu_s": round(edge_cpu, 2),
+        # what one fully used core would deliver (the edge shares 2 cores with broker and load generator)
+        "deliveries_per_edge_cpu_s": round(delivered / max(edge_cpu, 0.01)),
     }
 
 
@@ -143,7 +154,7 @@ async def run(stack: Stack) -> dict[str, float]:
         # held clients first, so that the recent-events cache filled by the others is not in the RSS figure
         figures.update(await hold_clients(feed, host, port, edge.process.pid))
         figures.update(await late_join(feed, base))
-        figures.update(await fanout(feed, host, port, base))
+        figures.update(await fanout(feed, host, port, base, edge.process.pid))
     return figures
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from aiokafka import AIOKafkaProducer
+
 from agentwire.schema import Event, TaskState, TaskStatus, Topics, encode, utcnow
 from agentwire.schema.commands import TaskSubmitted
-from aiokafka import AIOKafkaProducer
 
 TENANT = "default"  # the tenant of anonymous callers when auth is skipped
 

@@ -19,9 +19,10 @@ from pathlib import Path
 
 import httpx
 import orjson
-from agentwire.schema import RawEvent, TaskSubmitted, Topics, encode
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from agentwire.kafka import partition_for
+from agentwire.schema import RawEvent, TaskSubmitted, Topics, encode
 from tests.bench.feed import TENANT, Feed
 from tests.support.broker import kafka_broker
 from tests.support.stack import Stack
@@ -38,10 +39,13 @@ async def measure(stack: Stack) -> dict[str, float]:
     producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, acks=1, linger_ms=0)
     await producer.start()
     latencies: list[float] = []
+    received: dict[str, float] = {}  # produce time (the delta text) → SSE receipt time
+    appended: dict[str, float] = {}  # produce time → the processor's append time (record CreateTime)
     total = int(RATE * SECONDS)
 
     def raw(i: int, kind: str, message: str | None = None) -> bytes:
-        return encode(RawEvent(event_id=f"{wf}:{i}", workflow_id=wf, type=kind, agent_id="a",
+        # runner-style ids number from 1: the processor treats `<prefix>:0` as already seen
+        return encode(RawEvent(event_id=f"{wf}:{i + 1}", workflow_id=wf, type=kind, agent_id="a",
                                message=message, task=task if i == 0 else None))
 
     async def produce() -> None:
@@ -64,12 +68,36 @@ async def measure(stack: Stack) -> dict[str, float]:
                 if line.startswith("event: "):
                     name = line[7:]
                 elif line.startswith("data: ") and name == "thread.message.delta" and b"delta" in line.encode():
-                    latencies.append(time.time() - float(orjson.loads(line[6:])["delta"]))
+                    now = time.time()
+                    delta = orjson.loads(line[6:])["delta"]
+                    received[delta] = now
+                    latencies.append(now - float(delta))
                     if len(latencies) >= total:
                         return
                 elif line.startswith("data: "):
                     first.set()
 
+    async def tap(done: asyncio.Event) -> None:
+        """Read the events topic too, to split the latency into processor and edge parts."""
+        consumer = AIOKafkaConsumer(bootstrap_servers=stack.bootstrap, enable_auto_commit=False,
+                                    fetch_max_wait_ms=5)
+        await consumer.start()
+        try:
+            tp = TopicPartition(topics.events, partition_for(wf, stack.partitions))
+            consumer.assign([tp])
+            await consumer.seek_to_beginning(tp)
+            while not done.is_set():
+                batches = await consumer.getmany(tp, timeout_ms=100)
+                for record in batches.get(tp, []):
+                    if record.key == wf.encode():
+                        event = orjson.loads(record.value)
+                        if event.get("type") == "LLM_PARTIAL":
+                            appended[event["message"]] = record.timestamp / 1000
+        finally:
+            await consumer.stop()
+
+    tapped = asyncio.Event()
+    tapper = asyncio.create_task(tap(tapped))
     try:
         async with Feed(stack.bootstrap, stack.prefix) as feed:  # the QUEUED state ingest would write
             await feed.declare(wf)
@@ -77,7 +105,7 @@ async def measure(stack: Stack) -> dict[str, float]:
         reader = asyncio.create_task(consume(first))
         # A fresh processor group may join after a first event was produced and start past it
         # (readiness does not wait for the group's assignment): offer WORKFLOW_STARTED until
-        # the edge streams it; the sequencer ignores the repeats.
+        # the edge streams it; the processor drops the repeats by event id.
         async with asyncio.timeout(60):
             while not first.is_set():
                 await producer.send_and_wait(topics.events_raw, raw(0, "WORKFLOW_STARTED"), key=wf.encode())
@@ -85,10 +113,22 @@ async def measure(stack: Stack) -> dict[str, float]:
                     await asyncio.wait_for(first.wait(), 1.0)
         await produce()
         await asyncio.wait_for(reader, 60)
+        async with asyncio.timeout(30):
+            while len(appended) < total:  # noqa: ASYNC110 - polling with a deadline
+                await asyncio.sleep(0.05)
     finally:
+        tapped.set()
+        await tapper
         await producer.stop()
     steady = sorted(latencies[len(latencies) // 10:])  # drop the first 10 % (warm-up)
+    keys = list(received)[len(received) // 10:]
+    processor = sorted(appended[k] - float(k) for k in keys if k in appended)
+    edge = sorted(received[k] - appended[k] for k in keys if k in appended)
     return {
+        "e2e_processor_p50_ms": round(statistics.median(processor) * 1000, 1),
+        "e2e_processor_p99_ms": round(processor[int(len(processor) * 0.99) - 1] * 1000, 1),
+        "e2e_edge_p50_ms": round(statistics.median(edge) * 1000, 1),
+        "e2e_edge_p99_ms": round(edge[int(len(edge) * 0.99) - 1] * 1000, 1),
         "e2e_rate_per_s": RATE,
         "e2e_events": len(latencies),
         "e2e_latency_p50_ms": round(statistics.median(steady) * 1000, 1),

@@ -14,6 +14,7 @@ import threading
 import time
 from pathlib import Path
 
+from tests.e2e.conftest import AuthStack
 from tests.support.stack import Stack
 
 AGENTWIRE = str(Path(sys.executable).parent / "agentwire")
@@ -188,3 +189,15 @@ def test_stream_resumes_after_a_dropped_connection(stack: Stack) -> None:
     events = [json.loads(line) for line in streamed.stdout.splitlines()]
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1)), "lost or duplicated across the drop"
     assert events[-1]["type"] == "WORKFLOW_COMPLETED"
+
+
+def test_api_key_from_the_environment(auth_stack: AuthStack) -> None:
+    env = {**os.environ, "AGENTWIRE_URL": auth_stack.base_url}
+    command = [AGENTWIRE, "submit", "Authenticated CLI task", "--mode", "simple", "--context", '{"speed": 20}',
+               "--follow", "--json"]
+    refused = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert refused.returncode == 2 and "HTTP 401" in refused.stderr
+    env["AGENTWIRE_API_KEY"] = auth_stack.key_a
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1])["type"] == "WORKFLOW_COMPLETED"

@@ -10,6 +10,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from tests.e2e.conftest import AuthStack
 from tests.e2e.test_cli import DroppingProxy
 from tests.support.stack import ROOT, Stack
 
@@ -117,3 +118,25 @@ def test_budget_gauge_turns_red_and_log_filters_hide_types(page: Page) -> None:
     assert thresholds.count() >= 1
     page.locator('#log-filters input[data-type="BUDGET_THRESHOLD"]').uncheck()
     expect(thresholds.first).to_be_hidden()
+
+
+def test_with_auth_the_stream_url_carries_a_token_not_the_key(browser: Browser, auth_stack: AuthStack) -> None:
+    context = browser.new_context(base_url=auth_stack.base_url)
+    page = context.new_page()
+    stream_urls: list[str] = []
+    page.on("request", lambda request: stream_urls.append(request.url) if "/stream/sse" in request.url else None)
+    try:
+        page.goto("/")
+        page.fill("#api-key", auth_stack.key_a)
+        page.dispatch_event("#api-key", "change")
+        assert page.evaluate("sessionStorage.getItem('agentwire.apiKey')") == auth_stack.key_a
+        page.fill("#query", "Authenticated browser task")
+        page.select_option("#mode", "simple")
+        page.fill("#speed", "20")
+        page.click("#submit")
+        expect(page.locator("#conn-state")).to_have_text("finished", timeout=30_000)
+        expect(page.locator("#task-status")).to_have_text("completed", timeout=30_000)
+        assert stream_urls and all("token=" in url and auth_stack.key_a not in url for url in stream_urls)
+        expect(page.locator("#task-list tbody tr")).not_to_have_count(0)
+    finally:
+        context.close()

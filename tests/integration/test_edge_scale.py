@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
+import aiohttp
 import httpx
 import orjson
 import pytest
-from agentwire.edge.session import MAX_WRITE_EVENTS
 
+from agentwire.edge.session import MAX_WRITE_EVENTS
 from tests.bench.feed import Feed
 from tests.support.stack import Stack
 
@@ -276,3 +277,28 @@ async def test_sigterm_drops_clients_so_they_reconnect(edges: Stack) -> None:
         elapsed = time.monotonic() - started
     assert code == 0
     assert elapsed < 5, elapsed
+
+
+async def test_sigterm_closes_websockets_with_1012(edges: Stack) -> None:
+    edge = edges.add("edge-term-ws", "agentwire-edge")
+    edge.start()
+    edge.wait_ready()
+    base = edge.health_url.removesuffix("/health")
+    async with Feed(edges.bootstrap, edges.prefix) as feed, aiohttp.ClientSession() as session:
+        wf = await feed.declare()
+        await feed.emit(wf, "WORKFLOW_STARTED", wait=True)
+        async with session.ws_connect(f"{base}/api/v1/stream/ws", params={"workflow_id": wf}) as ws:
+            first = await asyncio.wait_for(ws.receive(), 20)
+            assert first.type == aiohttp.WSMsgType.TEXT
+            assert orjson.loads(first.data)["type"] == "WORKFLOW_STARTED"
+            assert edge.process is not None
+            started = time.monotonic()
+            edge.process.send_signal(signal.SIGTERM)
+            closing = await asyncio.wait_for(ws.receive(), 10)
+            assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED), closing
+            assert ws.close_code == 1012  # "service restart": the client reconnects elsewhere
+        code = await asyncio.to_thread(edge.process.wait, 15)
+        elapsed = time.monotonic() - started
+    assert code == 0
+    assert elapsed < 5, elapsed
+    assert "Cannot write to closing transport" not in edge.log_path.read_text(errors="replace")

@@ -62,6 +62,7 @@ def test_processor_killed_and_restarted(own_stack: Stack) -> None:
     readers = start_streams(own_stack, 6)
     wait_until_streaming(readers, 3)
     processor = own_stack.services["processor"]
+    assert any(r.is_alive() for _, r in readers), "every stream ended before the kill"
     processor.kill()
     processor.start()
     finish(own_stack, readers)
@@ -71,6 +72,7 @@ def test_runner_killed_and_replaced(own_stack: Stack) -> None:
     readers = start_streams(own_stack, 6)
     wait_until_streaming(readers, 3)
     old = own_stack.services["runner"]
+    assert any(r.is_alive() for _, r in readers), "every stream ended before the kill"
     old.kill()
     replacement = own_stack.add("runner2", "agentwire-runner")
     replacement.start()

@@ -167,3 +167,12 @@ async def _read_dlq(bootstrap: str, topic: str, values: set[bytes], wanted: set[
         await consumer.stop()
     assert {(h["source_topic"], h["service"]) for h in found} == wanted, found
     return found
+
+
+def test_one_llm_call_exhausts_a_small_budget(fast_stack: Stack) -> None:
+    workflow_id = submit(fast_stack, "standard", query="Exhaust a small budget", token_budget=400)
+    frames, _ = read_stream(fast_stack.base_url, {"workflow_id": workflow_id}, timeout=30)
+    events = check_stream(frames)
+    assert [e["payload"]["threshold_percent"] for e in events if e.get("type") == "BUDGET_THRESHOLD"] == [50, 80, 100]
+    assert types_of(frames)[-2] == "WORKFLOW_FAILED"
+    wait_status(fast_stack, workflow_id, "TASK_STATUS_FAILED", timeout=5)

@@ -12,12 +12,13 @@ import contextlib
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
 from agentwire.kafka.clients import make_consumer
 from agentwire.kafka.consume import Record
 from agentwire.kafka.partitioning import partition_for
 from agentwire.schema import TaskState
 from agentwire.service.settings import KafkaSettings
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 CLOCK_SKEW = timedelta(seconds=5)
 READ_BATCH = 2000  # records per fetch: bounds the memory one history read holds

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+from aiohttp import web
+
 from agentwire.auth import Authenticator
 from agentwire.edge.hub import LiveHub
 from agentwire.edge.keys import AUTH, CLIENTS, HUB, LOG, SETTINGS, VIEW
@@ -14,7 +16,6 @@ from agentwire.kafka.history import EventLog
 from agentwire.service.http import base_app, enable_cors
 from agentwire.service.ops import add_ops_routes
 from agentwire.service.settings import Settings
-from aiohttp import web
 
 
 def create_app(settings: Settings) -> web.Application:

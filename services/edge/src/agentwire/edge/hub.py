@@ -14,13 +14,14 @@ import asyncio
 import contextlib
 import logging
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
 from agentwire.edge.delivery import Delivery
 from agentwire.edge.recent import RecentCache
 from agentwire.kafka import Record, make_consumer
 from agentwire.kafka.metrics import counter, gauge
 from agentwire.service.settings import KafkaSettings
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,11 @@ class LiveHub:
             self._per_partition[partition] = self._per_partition.get(partition, 0) + 1
             tp = TopicPartition(self._topic, partition)
             if tp not in self._next:
-                await self._assign_with(tp)
+                try:
+                    await self._assign_with(tp)
+                except BaseException:  # failed or cancelled: leave no subscriber behind
+                    self.unsubscribe(sub)
+                    raise
             self.cache.open(workflow_id, partition, self._next[tp])
         return sub
 
