@@ -59,7 +59,8 @@ class Player:
                 was_paused = was_paused or outcome == "resumed"
             if step.name == self._options.stall_at:
                 log.info("%s: stalling at %s (context.stall_at)", self.task.workflow_id, step.name)
-                await asyncio.Event().wait()
+                await self._stall(step.name)
+                return
             if step.name == self._options.fail_at:
                 await self._fail(step)
                 return
@@ -86,6 +87,14 @@ class Player:
         await self._send(Step(T.WORKFLOW_RESUMED, name, "orchestrator", "Workflow resumed",
                               payload={"checkpoint": name}))
         return "resumed"
+
+    async def _stall(self, checkpoint: str) -> None:
+        """Emit nothing more (the processor times the workflow out), but still obey a cancel."""
+        control = self.control
+        while control.cancel is None:
+            control.changed.clear()
+            await control.changed.wait()
+        await self._cancel(checkpoint, was_paused=False)
 
     async def _cancel(self, checkpoint: str, *, was_paused: bool) -> None:
         reason = self.control.cancel.reason if self.control.cancel else ""
