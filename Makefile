@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-SERVICES := ingest edge runner processor gateway
+SERVICES := ingest edge runner processor gateway webui cli
 STAMP := $(VENV)/.installed
 PROJECTS := libs/pyproject.toml $(foreach s,$(SERVICES),services/$(s)/pyproject.toml)
 
@@ -55,7 +55,7 @@ system-deps:
 	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	$$SUDO apt-get update -qq && \
 	$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-		openjdk-17-jre-headless maven python3-venv curl prometheus
+		openjdk-17-jre-headless maven python3-venv curl prometheus chromium
 
 clean:
 	rm -rf $(VENV) .data

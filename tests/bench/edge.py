@@ -95,6 +95,11 @@ async def hold_clients(feed: Feed, host: str, port: int, pid: int) -> dict[str, 
     for _, writer in conns:
         writer.close()
     held = len(conns)
+    # a session notices its client left at its next write (at most keepalive_s later); wait for
+    # that so the held clients' teardown does not run inside the next measurement
+    async with asyncio.timeout(60):
+        while metric(f"http://{host}:{port}", "agentwire_edge_connections_open") > 0:  # noqa: ASYNC110
+            await asyncio.sleep(0.5)
     return {
         "clients_held": held,
         "clients_failed": failed,

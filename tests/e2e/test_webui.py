@@ -64,6 +64,15 @@ def test_assets_are_served_from_the_package(stack: Stack) -> None:
         assert response.status_code == 200 and kind in response.headers["Content-Type"]
 
 
+def expect_stream_finished(page: Page) -> None:
+    """The page saw ``done``; on failure, say what it did see."""
+    try:
+        expect(page.locator("#conn-state")).to_have_text("finished", timeout=30_000)
+    except AssertionError:
+        seen = page.evaluate("window.agentwire.view.events.map(e => `${e.seq}:${e.type}`)")
+        raise AssertionError(f"stream not finished; the page saw {seen}") from None
+
+
 def submit_through_page(page: Page, query: str, *, speed: str, budget: str = "") -> str:
     page.fill("#query", query)
     page.select_option("#mode", "standard")
@@ -89,7 +98,7 @@ def test_dashboard_follows_a_task_across_dropped_streams(page: Page, proxy: Drop
 
     expect(page.locator("#progress-text")).to_have_text("100%", timeout=60_000)
     expect(page.locator("#task-status")).to_have_text("completed", timeout=30_000)
-    expect(page.locator("#conn-state")).to_have_text("finished", timeout=30_000)
+    expect_stream_finished(page)
     assert page.get_attribute("#progress", "value") == "100"
 
     lanes = page.locator("#lanes .lane").evaluate_all("els => els.map(e => e.dataset.agent)")
@@ -109,7 +118,7 @@ def test_dashboard_follows_a_task_across_dropped_streams(page: Page, proxy: Drop
 
 def test_budget_gauge_turns_red_and_log_filters_hide_types(page: Page) -> None:
     submit_through_page(page, "Exhaust a small budget", speed="20", budget="400")
-    expect(page.locator("#conn-state")).to_have_text("finished", timeout=30_000)
+    expect_stream_finished(page)
     types = page.evaluate("window.agentwire.view.events.map(e => e.type)")
     assert types[-1] == "WORKFLOW_FAILED" and "BUDGET_THRESHOLD" in types, types
     expect(page.locator("#budget-gauge")).to_have_class("gauge red")
@@ -134,7 +143,7 @@ def test_with_auth_the_stream_url_carries_a_token_not_the_key(browser: Browser, 
         page.select_option("#mode", "simple")
         page.fill("#speed", "20")
         page.click("#submit")
-        expect(page.locator("#conn-state")).to_have_text("finished", timeout=30_000)
+        expect_stream_finished(page)
         expect(page.locator("#task-status")).to_have_text("completed", timeout=30_000)
         assert stream_urls and all("token=" in url and auth_stack.key_a not in url for url in stream_urls)
         expect(page.locator("#task-list tbody tr")).not_to_have_count(0)

@@ -68,6 +68,7 @@ async def _drop_clients(app: web.Application) -> None:
         ws = request.get("ws")
         if ws is not None:
             await ws.close(code=1012, message=b"server restarting")
+            request.task.cancel()  # its session may be idle, waiting for the next event
         elif request.transport is not None:
             request.transport.abort()
             request.task.cancel()  # its session may be idle, waiting for the next event

@@ -33,6 +33,7 @@ class RecentCache:
         self._max_events = max_events
         self._windows: OrderedDict[str, Window] = OrderedDict()
         self._bytes = 0
+        self._reserved = 0  # held by history reads that may fill the cache (at most max_bytes / 2)
 
     @property
     def max_events(self) -> int:
@@ -57,6 +58,16 @@ class RecentCache:
         self._grow(window, item.size())
         if len(window.items) > self._max_events * 1.1:
             self._trim(window, len(window.items) - self._max_events)
+
+    def reserve(self, size: int) -> bool:
+        """Account ``size`` bytes a history read keeps to fill the cache; False past the budget."""
+        if self._reserved + size > self._max_bytes // 2:
+            return False
+        self._reserved += size
+        return True
+
+    def release(self, size: int) -> None:
+        self._reserved -= size
 
     def open(self, workflow_id: str, partition: int, lo: int) -> None:
         """Start a window at ``lo`` (the tail has seen every record of the partition from ``lo``)."""

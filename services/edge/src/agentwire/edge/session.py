@@ -78,7 +78,7 @@ class StreamSession:
         )
 
     async def run(self, sink: Sink, protocol: str) -> None:
-        """Stream until STREAM_END has been delivered (then ``finished`` is True)."""
+        """Stream until STREAM_END has been delivered (then ``finished`` is True) or the client leaves."""
         sub = await self._hub.subscribe(self._state.workflow_id, self._partition, self._buffer_size)
         try:
             self._next_offset = await self._start_offset()
@@ -89,6 +89,8 @@ class StreamSession:
                     self.finished = True
                     return
                 await self._live(sub, sink, protocol)
+        except ConnectionResetError:  # aiohttp's ClientConnectionResetError: the client left
+            log.debug("client of %s left", self._state.workflow_id)
         finally:
             self._hub.unsubscribe(sub)
 
@@ -126,22 +128,32 @@ class StreamSession:
         if start >= until:
             return
         cache = self._hub.cache
-        read: list[Delivery] | None = [] if cache.enabled else None  # kept only up to the cache's bound
+        # what this read keeps to fill the cache: bounded by a budget shared by all reads
+        read: list[Delivery] | None = [] if cache.enabled else None
+        held = 0
         reader = self._log.read(self._state.workflow_id, start, until=until)
-        async with contextlib.aclosing(reader):
-            async for records in reader:
-                items = [item for item in map(Delivery.of, records) if item is not None]
-                if read is not None:
-                    read.extend(items)
-                    if len(read) > cache.max_events:
-                        read = None  # too long to cache: hold nothing (a slow client's lag stays in Kafka)
-                self._read.labels("kafka").inc(len(items))
-                await self._deliver(items, sink, protocol)
-                if self.finished:
-                    break
-        if read is not None and (not self.finished or read and read[-1].type == "STREAM_END"):
-            cache.fill(self._state.workflow_id, self._partition, start, until, read,
-                                 self._hub.position(self._partition))
+        try:
+            async with contextlib.aclosing(reader):
+                async for records in reader:
+                    items = [item for item in map(Delivery.of, records) if item is not None]
+                    if read is not None:
+                        size = sum(item.size() for item in items)
+                        if len(read) + len(items) <= cache.max_events and cache.reserve(size):
+                            held += size
+                            read.extend(items)
+                        else:  # too long to cache: keep nothing (a slow client's lag stays in Kafka)
+                            read = None
+                            cache.release(held)
+                            held = 0
+                    self._read.labels("kafka").inc(len(items))
+                    await self._deliver(items, sink, protocol)
+                    if self.finished:
+                        break
+            if read is not None and (not self.finished or read and read[-1].type == "STREAM_END"):
+                cache.fill(self._state.workflow_id, self._partition, start, until, read,
+                           self._hub.position(self._partition))
+        finally:
+            cache.release(held)
         self._next_offset = max(self._next_offset, until)
 
     async def _live(self, sub: Subscription, sink: Sink, protocol: str) -> None:

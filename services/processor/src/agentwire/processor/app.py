@@ -20,7 +20,7 @@ from pydantic import TypeAdapter
 
 from agentwire.kafka import partition_for
 from agentwire.kafka.metrics import counter, gauge
-from agentwire.processor.pipeline import Pending, Shipper
+from agentwire.processor.pipeline import Batch, Shipper
 from agentwire.processor.row import Row
 from agentwire.processor.sequencer import Limits, Sequencer
 from agentwire.schema import (
@@ -42,6 +42,13 @@ log = logging.getLogger(__name__)
 
 _control = TypeAdapter(ControlCommand)
 
+# A batch closes when it holds BATCH_MAX raw records or BATCH_WITHIN_S after the last one
+# closed: under load the per-batch costs are shared by many records, and at light load a
+# record waits at most BATCH_WITHIN_S.
+BATCH_MAX = 2000
+BATCH_WITHIN_S = float(__import__("os").environ.get("B2_WITHIN", "0.002"))  # DEBUG-B2
+_DBG: list[int] = []  # DEBUG-B2
+
 
 class Processor:
     """Holds the faust app and the state its agents share."""
@@ -60,7 +67,7 @@ class Processor:
             table_standby_replicas=0,
             web_enabled=False,
             consumer_auto_offset_reset="earliest",
-            producer_linger_ms=1,
+            producer_linger_ms=int(__import__("os").environ.get("B2_LINGER", "1")),  # DEBUG-B2
             producer_acks=-1,
             broker_commit_interval=0.5,
             broker_session_timeout=10.0,
@@ -86,7 +93,10 @@ class Processor:
         self.ready = False
         self._dead = counter("agentwire_processor_dlq_records_total", "Records sent to the dead-letter topic",
                              ["source_topic"])
-        self._raw_in = counter("agentwire_processor_events_processed_total", "Raw records processed", ["outcome"])
+        raw_in = counter("agentwire_processor_events_processed_total", "Raw records processed", ["outcome"])
+        self._raw_sequenced = raw_in.labels("sequenced")
+        self._raw_absorbed = raw_in.labels("absorbed")
+        self._raw_dead = raw_in.labels("dead_letter")
         self._active = gauge("agentwire_processor_workflows_active", "Workflows held in the working set")
         self._wire()
 
@@ -126,8 +136,8 @@ class Processor:
         @app.agent(self.raw_topic, name="sequence")
         async def sequence(stream: StreamT[bytes]) -> None:
             manual = stream.noack()
-            async for event in manual.events():
-                await self._sequence(manual, event)
+            async for events in manual.noack_take(BATCH_MAX, within=BATCH_WITHIN_S):
+                await self._sequence(manual, events)
 
         @app.task
         async def ship() -> None:
@@ -177,31 +187,63 @@ class Processor:
             return
         await self.raw_topic.send(key=raw.workflow_id.encode(), value=encode(raw))
 
-    async def _sequence(self, stream: StreamT[bytes], event: EventT) -> None:
-        started = time.monotonic()
-        try:
-            raw = decode(RawEvent, event.message.value)
-        except DecodeError as exc:
-            await self._dead_letter(event, str(exc))
-            await stream.ack(event)
-            self._raw_in.labels("dead_letter").inc()
-            return
-        if event.message.key != raw.workflow_id.encode():
-            await self._dead_letter(event, "record key does not match workflow_id")
-            await stream.ack(event)
-            self._raw_in.labels("dead_letter").inc()
-            return
-        row = self._row(raw.workflow_id)
-        outcome = self.sequencer.apply(row, raw, time.time())
-        snapshot = None
-        if outcome.row is not None:
-            self.rows[raw.workflow_id] = outcome.row
-            snapshot = outcome.row.dump()
-        key = event.message.key
-        deliveries = [await self.events_topic.send(key=key, value=encode(e)) for e in outcome.events]
-        self._raw_in.labels("sequenced" if outcome.events else "absorbed").inc()
-        self._active.set(len(self.rows))
-        await self.shipper.put(Pending(outcome, snapshot, deliveries, lambda: stream.ack(event), started))
+    async def _sequence(self, stream: StreamT[bytes], events: list[EventT]) -> None:
+        """Sequence a batch of raw records and hand its outputs to the Shipper."""
+        batch = Batch()
+        now = time.time()
+        _DBG.append(len(events))  # DEBUG-B2
+        if len(_DBG) % 50 == 0:  # DEBUG-B2
+            open("/tmp/b2_dbg.log", "a").write(f"{time.monotonic():.2f} batches={len(_DBG)} last50avg={sum(_DBG[-50:])/50:.0f} q={self.shipper._queue.qsize()}\n")  # DEBUG-B2
+        send = self.app.producer.send
+        topic = self.events_topic.get_topic_name()
+        rows = self.rows
+        sequenced = absorbed = dead = 0
+        touched: dict[str, Row] = {}
+        for event in events:
+            message = event.message
+            try:
+                raw = decode(RawEvent, message.value)
+            except DecodeError as exc:
+                await self._dead_letter(event, str(exc))
+                dead += 1
+                continue
+            key = message.key
+            if key != raw.workflow_id.encode():
+                await self._dead_letter(event, "record key does not match workflow_id")
+                dead += 1
+                continue
+            workflow_id = raw.workflow_id
+            outcome = self.sequencer.apply(self._row(workflow_id), raw, now)
+            if outcome.row is not None:
+                rows[workflow_id] = touched[workflow_id] = outcome.row
+                if outcome.state_changed:
+                    batch.changed.add(workflow_id)
+            if outcome.task is not None:
+                batch.tasks.append(outcome.task)
+            for output in outcome.events:
+                batch.sent.append((output, await send(topic, key, encode(output), None, None, None)))
+            batch.commands.extend(outcome.commands)
+            if outcome.events:
+                sequenced += 1
+            else:
+                absorbed += 1
+        # One snapshot per workflow per batch, taken now (later batches advance the row in
+        # place); the Shipper saves it only after every output above was delivered.
+        batch.snapshots = {workflow_id: row.dump() for workflow_id, row in touched.items()}
+
+        async def ack() -> None:
+            for event in events:
+                await stream.ack(event)
+
+        batch.ack = ack
+        if sequenced:
+            self._raw_sequenced.inc(sequenced)
+        if absorbed:
+            self._raw_absorbed.inc(absorbed)
+        if dead:
+            self._raw_dead.inc(dead)
+        self._active.set(len(rows))
+        await self.shipper.put(batch)
 
     def _row(self, workflow_id: str) -> Row | None:
         row = self.rows.get(workflow_id)

@@ -1,10 +1,15 @@
-"""Ships the sequencer's outcomes: outputs first, then the row, then the ack.
+"""Ships the sequencer's outcomes, one batch at a time: outputs, then rows, then acks.
 
 Order matters for crash safety. A raw event is acknowledged (and so its offset may
 be committed, which faust does only after flushing the producer) only after its
-output events were delivered and its row snapshot was written to the table. A crash
-at any point therefore either replays the event against an older row (same seq:
-readers drop the duplicate) or finds it already remembered in the row.
+batch's output events were delivered and the rows' snapshots, taken when the batch
+was sequenced, were written to the table. A crash at any point therefore either
+replays the event against an older row (same seq: readers drop the duplicate) or
+finds it already remembered in the row.
+
+Batching amortises the per-event costs (delivery waits, table writes, state
+publishes, acks, metrics) and lets the sequencer work on the next batch while this
+one is in flight.
 """
 
 from __future__ import annotations
@@ -19,18 +24,21 @@ from typing import Any, Protocol
 
 from agentwire.kafka.metrics import LATENCY_BUCKETS, counter, histogram
 from agentwire.processor.row import Row
-from agentwire.processor.sequencer import Outcome
-from agentwire.schema import CancelTask, TaskState, TaskSubmitted, utcnow
+from agentwire.schema import CancelTask, Event, TaskState, TaskSubmitted, utcnow
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class Pending:
-    outcome: Outcome
-    snapshot: dict[str, Any] | None
-    deliveries: list[Awaitable[Any]]
-    ack: Callable[[], Awaitable[Any]]
+class Batch:
+    """What one batch of raw events produced, ready to ship."""
+
+    sent: list[tuple[Event, Awaitable[Any]]] = field(default_factory=list)  # outputs and their deliveries
+    snapshots: dict[str, dict[str, Any]] = field(default_factory=dict)  # rows as of the batch's end
+    changed: set[str] = field(default_factory=set)  # workflows whose task state changed
+    tasks: list[TaskSubmitted] = field(default_factory=list)  # tasks to (re)store
+    commands: list[CancelTask] = field(default_factory=list)
+    ack: Callable[[], Awaitable[Any]] | None = None
     started: float = field(default_factory=time.monotonic)
 
 
@@ -45,11 +53,12 @@ class Ports(Protocol):
 
 
 class Shipper:
-    def __init__(self, ports: Ports, *, max_pending: int = 20_000) -> None:
+    def __init__(self, ports: Ports, *, max_pending: int = 4) -> None:
         self._ports = ports
-        self._queue: asyncio.Queue[Pending] = asyncio.Queue(max_pending)
+        self._queue: asyncio.Queue[Batch] = asyncio.Queue(max_pending)
         self._first_offsets: dict[str, int] = {}
         self._derived = counter("agentwire_processor_events_derived_total", "Derived events published", ["type"])
+        self._derived_by_type: dict[str, Any] = {}
         self._published = counter("agentwire_processor_events_published_total", "Sequenced events published")
         self._terminal = counter(
             "agentwire_processor_tasks_terminal_total", "Tasks that reached a terminal status", ["status"]
@@ -58,38 +67,32 @@ class Shipper:
             "agentwire_processor_ship_seconds", "Raw event read to row saved", buckets=LATENCY_BUCKETS
         )
 
-    async def put(self, pending: Pending) -> None:
-        await self._queue.put(pending)
+    async def put(self, batch: Batch) -> None:
+        """Queue a batch; waits while ``max_pending`` batches are in flight (backpressure)."""
+        await self._queue.put(batch)
 
     async def run(self) -> None:
         while True:
-            batch = [await self._queue.get()]
-            while not self._queue.empty() and len(batch) < 2000:
-                batch.append(self._queue.get_nowait())
-            await self._ship(batch)
+            await self._ship(await self._queue.get())
 
-    async def _ship(self, batch: list[Pending]) -> None:
-        rows: dict[str, dict[str, Any]] = {}
-        changed: set[str] = set()
-        for item in batch:
-            outcome = item.outcome
-            if item.deliveries:
-                metadata = await asyncio.gather(*item.deliveries)
-                for event, meta in zip(outcome.events, metadata, strict=True):
-                    if event.seq == 1:
-                        self._first_offsets[event.workflow_id] = int(meta.offset)
-                        changed.add(event.workflow_id)
-                    if event.event_id.count(":") >= 2 or event.type == "STREAM_END":
-                        self._derived.labels(event.type).inc()
-                self._published.inc(len(outcome.events))
-            if outcome.task is not None:
-                self._ports.save_task(outcome.task)
-                changed.add(outcome.task.workflow_id)
-            if item.snapshot is not None:
-                workflow_id = item.snapshot["workflow_id"]
-                rows[workflow_id] = item.snapshot
-                if outcome.state_changed:
-                    changed.add(workflow_id)
+    async def _ship(self, batch: Batch) -> None:
+        changed = set(batch.changed)
+        if batch.sent:
+            metadata = await asyncio.gather(*(delivery for _, delivery in batch.sent))
+            derived: dict[str, int] = {}
+            for (event, _), meta in zip(batch.sent, metadata, strict=True):
+                if event.seq == 1:
+                    self._first_offsets[event.workflow_id] = int(meta.offset)
+                    changed.add(event.workflow_id)
+                if event.type == "STREAM_END" or event.event_id.count(":") >= 2:
+                    derived[event.type] = derived.get(event.type, 0) + 1
+            for kind, count in derived.items():
+                self._derived_child(kind).inc(count)
+            self._published.inc(len(batch.sent))
+        for task in batch.tasks:
+            self._ports.save_task(task)
+            changed.add(task.workflow_id)
+        rows = batch.snapshots
         for workflow_id, snapshot in rows.items():
             first = self._first_offsets.get(workflow_id)
             if first is not None and snapshot.get("first_offset") is None:
@@ -103,11 +106,17 @@ class Shipper:
             if row.terminal:
                 self._terminal.labels(row.status.value).inc()
                 self._first_offsets.pop(workflow_id, None)
-        for item in batch:
-            for command in item.outcome.commands:
-                await self._ports.publish_command(command)
-            await item.ack()
-            self._latency.observe(time.monotonic() - item.started)
+        for command in batch.commands:
+            await self._ports.publish_command(command)
+        if batch.ack is not None:
+            await batch.ack()
+        self._latency.observe(time.monotonic() - batch.started)
+
+    def _derived_child(self, kind: str) -> Any:
+        child = self._derived_by_type.get(kind)
+        if child is None:
+            child = self._derived_by_type[kind] = self._derived.labels(kind)
+        return child
 
 
 def state_of(task: TaskSubmitted, row: Row) -> TaskState:
