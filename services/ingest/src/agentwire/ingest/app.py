@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+from agentwire import webui
 from agentwire.auth import Authenticator
 from agentwire.ingest.keys import AUTH, LIMITER, SETTINGS, TASKS
 from agentwire.ingest.ratelimit import RateLimiter
@@ -21,6 +22,7 @@ def create_app(settings: Settings) -> web.Application:
     """The ingest application on its own; nothing connects until it starts."""
     app = base_app(settings)
     setup(app, settings)
+    webui.setup(app)  # the dashboard lives on the base URL, which an Ingress sends to ingest
     add_ops_routes(app, "ingest", lambda: is_ready(app))
     enable_cors(app, settings)
     return app
