@@ -34,9 +34,14 @@ async def _with_signals(main: Main) -> None:
     await main(stop)
 
 
-async def serve(app: web.Application, host: str, port: int, stop: asyncio.Event) -> None:
-    """Serve ``app`` until ``stop`` is set, then shut it down (on_shutdown, cleanup)."""
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5.0)
+async def serve(app: web.Application, host: str, port: int, stop: asyncio.Event, *,
+                handler_cancellation: bool = False) -> None:
+    """Serve ``app`` until ``stop`` is set, then shut it down (on_shutdown, cleanup).
+
+    ``handler_cancellation`` cancels a handler when its client disconnects (long-lived streams).
+    """
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5.0,
+                           handler_cancellation=handler_cancellation)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
     await site.start()

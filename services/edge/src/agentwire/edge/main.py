@@ -15,6 +15,7 @@ def main() -> None:
 
     async def serve_edge(stop: asyncio.Event) -> None:
         await ensure_topics(settings.kafka)
-        await serve(create_app(settings), settings.http.host, settings.http.port, stop)
+        # a stream's session ends as soon as its client disconnects, not at its next write
+        await serve(create_app(settings), settings.http.host, settings.http.port, stop, handler_cancellation=True)
 
     run(serve_edge)

@@ -35,6 +35,6 @@ def main() -> None:
 
     async def serve_gateway(stop: asyncio.Event) -> None:
         await ensure_topics(settings.kafka)
-        await serve(create_app(settings), settings.http.host, settings.http.port, stop)
+        await serve(create_app(settings), settings.http.host, settings.http.port, stop, handler_cancellation=True)
 
     run(serve_gateway)

@@ -34,6 +34,7 @@ from agentwire.schema import (
     TaskSubmitted,
     decode,
     decode_as,
+    dumps,
     encode,
 )
 from agentwire.service.settings import Settings
@@ -46,8 +47,7 @@ _control = TypeAdapter(ControlCommand)
 # closed: under load the per-batch costs are shared by many records, and at light load a
 # record waits at most BATCH_WITHIN_S.
 BATCH_MAX = 2000
-BATCH_WITHIN_S = float(__import__("os").environ.get("B2_WITHIN", "0.002"))  # DEBUG-B2
-_DBG: list[int] = []  # DEBUG-B2
+BATCH_WITHIN_S = 0.005
 
 
 class Processor:
@@ -67,7 +67,8 @@ class Processor:
             table_standby_replicas=0,
             web_enabled=False,
             consumer_auto_offset_reset="earliest",
-            producer_linger_ms=int(__import__("os").environ.get("B2_LINGER", "1")),  # DEBUG-B2
+            producer_linger_ms=1,
+            producer_max_batch_size=256 * 1024,
             producer_acks=-1,
             broker_commit_interval=0.5,
             broker_session_timeout=10.0,
@@ -102,16 +103,30 @@ class Processor:
 
     # --- ports used by the Shipper -------------------------------------------------
 
-    def save_row(self, workflow_id: str, row: dict[str, Any]) -> None:
-        _store(self.rows_table, workflow_id, row, self.settings.kafka.partitions)
+    async def save_row(self, workflow_id: str, row: dict[str, Any]) -> None:
+        await self._store(self.rows_table, workflow_id, row)
         if TaskStatus(row["status"]).terminal:
             # Only now may the working set drop a finished row: until the table holds the
             # terminal snapshot, a late event would be sequenced against a stale row.
             self.rows.pop(workflow_id, None)
 
-    def save_task(self, task: TaskSubmitted) -> None:
+    async def save_task(self, task: TaskSubmitted) -> None:
         if self.tasks_table.get(task.workflow_id) is None:
-            _store(self.tasks_table, task.workflow_id, task.model_dump(mode="json"), self.settings.kafka.partitions)
+            await self._store(self.tasks_table, task.workflow_id, task.model_dump(mode="json"))
+
+    async def _store(self, table: Any, key: str, value: dict[str, Any]) -> None:
+        """Write a table row from outside a stream's event context.
+
+        The Shipper writes rows after their outputs were delivered, when faust's
+        "current event" is some later event; so the changelog partition is computed from
+        the key (the same murmur2 placement as every agentwire topic) instead. The record
+        goes straight to the producer (faust's ``send_soon`` buffer costs more than the
+        rest of a row write); faust flushes the producer before it commits offsets.
+        """
+        table.data[key] = value
+        # Same bytes as faust's own changelog writes (json key and value), which recovery decodes.
+        await self.app.producer.send(table.changelog_topic.get_topic_name(), dumps(key), dumps(value),
+                                     partition_for(key, self.settings.kafka.partitions), None, None)
 
     def load_task(self, workflow_id: str) -> TaskSubmitted | None:
         data = self.tasks_table.get(workflow_id)
@@ -191,9 +206,6 @@ class Processor:
         """Sequence a batch of raw records and hand its outputs to the Shipper."""
         batch = Batch()
         now = time.time()
-        _DBG.append(len(events))  # DEBUG-B2
-        if len(_DBG) % 50 == 0:  # DEBUG-B2
-            open("/tmp/b2_dbg.log", "a").write(f"{time.monotonic():.2f} batches={len(_DBG)} last50avg={sum(_DBG[-50:])/50:.0f} q={self.shipper._queue.qsize()}\n")  # DEBUG-B2
         send = self.app.producer.send
         topic = self.events_topic.get_topic_name()
         rows = self.rows
@@ -267,13 +279,3 @@ class Processor:
                            type=InternalType.TIMEOUT)
             await self.raw_topic.send(key=workflow_id.encode(), value=encode(raw))
 
-
-def _store(table: Any, key: str, value: dict[str, Any], partitions: int) -> None:
-    """Write a table row from outside a stream's event context.
-
-    The Shipper writes rows after their outputs were delivered, when faust's
-    "current event" is some later event; so the changelog partition is computed from
-    the key (the same murmur2 placement as every agentwire topic) instead.
-    """
-    table.data[key] = value
-    table.send_changelog(partition_for(key, partitions), key, value)

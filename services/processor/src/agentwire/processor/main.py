@@ -20,9 +20,7 @@ def main() -> None:
     settings = load_settings()
     asyncio.run(ensure_topics(settings.kafka))
     processor = Processor(settings)
-    import os  # DEBUG-B2
-    if not os.environ.get("B2_NOSENS"):  # DEBUG-B2
-        setup_prometheus_sensors(processor.app, name_prefix="agentwire_processor_faust")  # faust's own sensors
+    setup_prometheus_sensors(processor.app, name_prefix="agentwire_processor_faust")  # faust's own sensors
 
     @processor.app.task
     async def serve_ops() -> None:
@@ -32,8 +30,6 @@ def main() -> None:
 
     @processor.app.task
     async def watch_lag() -> None:
-        if os.environ.get("B2_NOLAG"):  # DEBUG-B2
-            return
         await LagMonitor(settings.kafka, service="processor", group=processor.app.conf.id).run()
 
     worker = faust.Worker(processor.app, loglevel=logging.INFO, quiet=True, redirect_stdouts=False)

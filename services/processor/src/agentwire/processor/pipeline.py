@@ -45,8 +45,8 @@ class Batch:
 class Ports(Protocol):
     """What the shipper writes to; the faust app provides the real ones."""
 
-    def save_row(self, workflow_id: str, row: dict[str, Any]) -> None: ...
-    def save_task(self, task: TaskSubmitted) -> None: ...
+    async def save_row(self, workflow_id: str, row: dict[str, Any]) -> None: ...
+    async def save_task(self, task: TaskSubmitted) -> None: ...
     def load_task(self, workflow_id: str) -> TaskSubmitted | None: ...
     async def publish_state(self, state: TaskState) -> None: ...
     async def publish_command(self, command: CancelTask) -> None: ...
@@ -78,9 +78,9 @@ class Shipper:
     async def _ship(self, batch: Batch) -> None:
         changed = set(batch.changed)
         if batch.sent:
-            metadata = await asyncio.gather(*(delivery for _, delivery in batch.sent))
             derived: dict[str, int] = {}
-            for (event, _), meta in zip(batch.sent, metadata, strict=True):
+            for event, delivery in batch.sent:
+                meta = await delivery  # already a future: cheaper than gathering into a new one
                 if event.seq == 1:
                     self._first_offsets[event.workflow_id] = int(meta.offset)
                     changed.add(event.workflow_id)
@@ -90,14 +90,14 @@ class Shipper:
                 self._derived_child(kind).inc(count)
             self._published.inc(len(batch.sent))
         for task in batch.tasks:
-            self._ports.save_task(task)
+            await self._ports.save_task(task)
             changed.add(task.workflow_id)
         rows = batch.snapshots
         for workflow_id, snapshot in rows.items():
             first = self._first_offsets.get(workflow_id)
             if first is not None and snapshot.get("first_offset") is None:
                 snapshot["first_offset"] = first
-            self._ports.save_row(workflow_id, snapshot)
+            await self._ports.save_row(workflow_id, snapshot)
         for workflow_id in changed & rows.keys():
             row = Row.model_validate(rows[workflow_id])
             task = self._ports.load_task(workflow_id)
