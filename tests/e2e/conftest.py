@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import pytest
 import yaml
-from agentwire.auth import hash_key
 
+from agentwire.auth import hash_key
 from tests.support.stack import Stack
 
 KEY_A = "ak-acme-0123456789"

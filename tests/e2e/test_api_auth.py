@@ -11,6 +11,7 @@ import websockets
 
 from tests.e2e.conftest import AuthStack
 from tests.support.sse import read_stream
+from tests.support.wait import eventually
 
 FAST = {"speed": 20}
 
@@ -27,13 +28,12 @@ def _submit(auth: AuthStack, key: str, **context: object) -> str:
 
 
 def _wait_terminal(auth: AuthStack, key: str, workflow_id: str, timeout: float = 30.0) -> dict:  # type: ignore[type-arg]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def terminal() -> dict | None:  # type: ignore[type-arg]
         body = httpx.get(f"{auth.base_url}/api/v1/tasks/{workflow_id}", headers=_h(key), timeout=10).json()
-        if body["status"] in {"TASK_STATUS_COMPLETED", "TASK_STATUS_FAILED", "TASK_STATUS_CANCELLED"}:
-            return body
-        time.sleep(0.1)
-    raise AssertionError(f"{workflow_id} not terminal after {timeout}s")
+        done = body["status"] in {"TASK_STATUS_COMPLETED", "TASK_STATUS_FAILED", "TASK_STATUS_CANCELLED"}
+        return body if done else None
+
+    return eventually(terminal, timeout, f"{workflow_id} terminal")
 
 
 def test_missing_and_bad_credentials_are_401_json(auth_stack: AuthStack) -> None:

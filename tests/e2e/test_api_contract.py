@@ -10,12 +10,13 @@ import httpx
 import orjson
 import pytest
 import websockets
-from agentwire.gateway.main import create_app
-from agentwire.service.settings import Settings
 from openapi_spec_validator import validate
 
+from agentwire.gateway.main import create_app
+from agentwire.service.settings import Settings
 from tests.support.sse import Frame, parse, read_stream
 from tests.support.stack import Stack
+from tests.support.wait import eventually
 
 FAST = {"speed": 20}
 TERMINAL = {"TASK_STATUS_COMPLETED", "TASK_STATUS_FAILED", "TASK_STATUS_CANCELLED", "TASK_STATUS_TIMEOUT"}
@@ -34,14 +35,7 @@ def _status(stack: Stack, workflow_id: str) -> dict:  # type: ignore[type-arg]
     return response.json()  # type: ignore[no-any-return]
 
 
-def _await(condition, timeout: float = 30.0, what: str = "condition"):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"{what() if callable(what) else what} not met after {timeout}s")
+_await = eventually
 
 
 def _ws_url(stack: Stack, query: str) -> str:

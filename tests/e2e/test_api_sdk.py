@@ -6,7 +6,6 @@ import asyncio
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from shannon import AsyncShannonClient, ShannonClient, errors
 from shannon.models import TaskStatusEnum
 
 from tests.e2e.conftest import AuthStack
+from tests.support.wait import eventually, eventually_async
 
 FAST = {"speed": 20}
 SHANNON_CLI = str(Path(sys.executable).parent / "shannon")
@@ -84,19 +84,14 @@ def test_sdk_errors_for_bad_key_and_foreign_task(auth_stack: AuthStack) -> None:
             client.close()
 
 
-def _until(condition, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.1)
+_until = eventually
 
 
 async def _until_async(fetch, check, limit_s: float = 20.0) -> None:  # type: ignore[no-untyped-def]
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit_s
-    while not check(await fetch()):
-        assert loop.time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.1)
+    async def holds() -> bool:
+        return bool(check(await fetch()))
+
+    await eventually_async(holds, limit_s)
 
 
 def test_async_client(auth_stack: AuthStack) -> None:
