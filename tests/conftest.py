@@ -28,3 +28,4 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         yield running
     finally:
         running.stop()
+        running.delete_topics()

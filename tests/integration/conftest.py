@@ -23,3 +23,4 @@ def fast_stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -
         yield running
     finally:
         running.stop()
+        running.delete_topics()

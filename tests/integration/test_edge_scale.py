@@ -48,6 +48,7 @@ def edges(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         yield stack
     finally:
         stack.stop()
+        stack.delete_topics()
 
 
 def url(stack: Stack, name: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -12,6 +13,8 @@ import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from aiokafka.admin import AIOKafkaAdminClient
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -128,3 +131,18 @@ class Stack:
     def stop(self) -> None:
         for service in reversed(list(self.services.values())):
             service.stop()
+
+    def delete_topics(self) -> None:
+        """Delete every topic of this stack's prefix, so a long-lived broker does not pile them up."""
+        asyncio.run(_delete_prefixed(self.bootstrap, self.prefix))
+
+
+async def _delete_prefixed(bootstrap: str, prefix: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        names = [t for t in await admin.list_topics() if t.startswith((f"{prefix}.", f"{prefix}-"))]
+        if names:
+            await admin.delete_topics(names)
+    finally:
+        await admin.close()

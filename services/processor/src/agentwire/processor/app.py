@@ -43,12 +43,6 @@ log = logging.getLogger(__name__)
 
 _control = TypeAdapter(ControlCommand)
 
-# A batch closes when it holds BATCH_MAX raw records or BATCH_WITHIN_S after the last one
-# closed: under load the per-batch costs are shared by many records, and at light load a
-# record waits at most BATCH_WITHIN_S.
-BATCH_MAX = 2000
-BATCH_WITHIN_S = 0.005
-
 
 class Processor:
     """Holds the faust app and the state its agents share."""
@@ -151,8 +145,8 @@ class Processor:
         @app.agent(self.raw_topic, name="sequence")
         async def sequence(stream: StreamT[bytes]) -> None:
             manual = stream.noack()
-            async for events in manual.noack_take(BATCH_MAX, within=BATCH_WITHIN_S):
-                await self._sequence(manual, events)
+            async for event in manual.events():
+                await self._sequence(manual, event)
 
         @app.task
         async def ship() -> None:
@@ -202,60 +196,45 @@ class Processor:
             return
         await self.raw_topic.send(key=raw.workflow_id.encode(), value=encode(raw))
 
-    async def _sequence(self, stream: StreamT[bytes], events: list[EventT]) -> None:
-        """Sequence a batch of raw records and hand its outputs to the Shipper."""
-        batch = Batch()
-        now = time.time()
+    async def _sequence(self, stream: StreamT[bytes], event: EventT) -> None:
+        """Sequence one raw record; its outputs and row join the Shipper's open batch."""
+        async with self.shipper.adding:
+            await self._add(self.shipper.current, stream, event)
+        self._active.set(len(self.rows))
+        await self.shipper.added()
+
+    async def _add(self, batch: Batch, stream: StreamT[bytes], event: EventT) -> None:
+        batch.size += 1
+        batch.acks.append(lambda: stream.ack(event))
+        message = event.message
+        try:
+            raw = decode(RawEvent, message.value)
+        except DecodeError as exc:
+            await self._dead_letter(event, str(exc))
+            self._raw_dead.inc()
+            return
+        key = message.key
+        if key != raw.workflow_id.encode():
+            await self._dead_letter(event, "record key does not match workflow_id")
+            self._raw_dead.inc()
+            return
+        workflow_id = raw.workflow_id
+        outcome = self.sequencer.apply(self._row(workflow_id), raw, time.time())
+        if outcome.row is not None:
+            self.rows[workflow_id] = batch.rows[workflow_id] = outcome.row
+            if outcome.state_changed:
+                batch.changed.add(workflow_id)
+        if outcome.task is not None:
+            batch.tasks.append(outcome.task)
+        batch.commands.extend(outcome.commands)
+        if not outcome.events:
+            self._raw_absorbed.inc()
+            return
         send = self.app.producer.send
         topic = self.events_topic.get_topic_name()
-        rows = self.rows
-        sequenced = absorbed = dead = 0
-        touched: dict[str, Row] = {}
-        for event in events:
-            message = event.message
-            try:
-                raw = decode(RawEvent, message.value)
-            except DecodeError as exc:
-                await self._dead_letter(event, str(exc))
-                dead += 1
-                continue
-            key = message.key
-            if key != raw.workflow_id.encode():
-                await self._dead_letter(event, "record key does not match workflow_id")
-                dead += 1
-                continue
-            workflow_id = raw.workflow_id
-            outcome = self.sequencer.apply(self._row(workflow_id), raw, now)
-            if outcome.row is not None:
-                rows[workflow_id] = touched[workflow_id] = outcome.row
-                if outcome.state_changed:
-                    batch.changed.add(workflow_id)
-            if outcome.task is not None:
-                batch.tasks.append(outcome.task)
-            for output in outcome.events:
-                batch.sent.append((output, await send(topic, key, encode(output), None, None, None)))
-            batch.commands.extend(outcome.commands)
-            if outcome.events:
-                sequenced += 1
-            else:
-                absorbed += 1
-        # One snapshot per workflow per batch, taken now (later batches advance the row in
-        # place); the Shipper saves it only after every output above was delivered.
-        batch.snapshots = {workflow_id: row.dump() for workflow_id, row in touched.items()}
-
-        async def ack() -> None:
-            for event in events:
-                await stream.ack(event)
-
-        batch.ack = ack
-        if sequenced:
-            self._raw_sequenced.inc(sequenced)
-        if absorbed:
-            self._raw_absorbed.inc(absorbed)
-        if dead:
-            self._raw_dead.inc(dead)
-        self._active.set(len(rows))
-        await self.shipper.put(batch)
+        for output in outcome.events:
+            batch.sent.append((output, await send(topic, key, encode(output), None, None, None)))
+        self._raw_sequenced.inc()
 
     def _row(self, workflow_id: str) -> Row | None:
         row = self.rows.get(workflow_id)

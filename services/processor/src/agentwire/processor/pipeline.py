@@ -31,15 +31,21 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Batch:
-    """What one batch of raw events produced, ready to ship."""
+    """What the raw events sequenced since the last shipment produced."""
 
     sent: list[tuple[Event, Awaitable[Any]]] = field(default_factory=list)  # outputs and their deliveries
-    snapshots: dict[str, dict[str, Any]] = field(default_factory=dict)  # rows as of the batch's end
+    rows: dict[str, Row] = field(default_factory=dict)  # rows the batch advanced (live objects)
+    snapshots: dict[str, dict[str, Any]] = field(default_factory=dict)  # rows as of the batch's close
     changed: set[str] = field(default_factory=set)  # workflows whose task state changed
     tasks: list[TaskSubmitted] = field(default_factory=list)  # tasks to (re)store
     commands: list[CancelTask] = field(default_factory=list)
-    ack: Callable[[], Awaitable[Any]] | None = None
+    acks: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
+    size: int = 0  # raw records
     started: float = field(default_factory=time.monotonic)
+
+    def close(self) -> None:
+        """Snapshot the rows now: later events advance the same Row objects in place."""
+        self.snapshots = {workflow_id: row.dump() for workflow_id, row in self.rows.items()}
 
 
 class Ports(Protocol):
@@ -53,9 +59,24 @@ class Ports(Protocol):
 
 
 class Shipper:
-    def __init__(self, ports: Ports, *, max_pending: int = 4) -> None:
+    """Ships what the sequencer adds to the open batch, one batch at a time.
+
+    The sequencer adds every raw event's outcome to ``current`` (outputs already handed
+    to the producer) and calls ``added``. Whenever the previous shipment is done, the
+    open batch is closed and shipped: at light load a batch is one event (no added
+    latency); under load it is everything sequenced while the previous one shipped.
+    """
+
+    def __init__(self, ports: Ports, *, max_batch: int = 5000) -> None:
         self._ports = ports
-        self._queue: asyncio.Queue[Batch] = asyncio.Queue(max_pending)
+        self._max_batch = max_batch
+        self.current = Batch()
+        # Held by the sequencer while it adds one event (it awaits the producer meanwhile):
+        # a batch must not close between a row's advance and the hand-over of its outputs.
+        self.adding = asyncio.Lock()
+        self._pending = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
         self._first_offsets: dict[str, int] = {}
         self._derived = counter("agentwire_processor_events_derived_total", "Derived events published", ["type"])
         self._derived_by_type: dict[str, Any] = {}
@@ -67,13 +88,22 @@ class Shipper:
             "agentwire_processor_ship_seconds", "Raw event read to row saved", buckets=LATENCY_BUCKETS
         )
 
-    async def put(self, batch: Batch) -> None:
-        """Queue a batch; waits while ``max_pending`` batches are in flight (backpressure)."""
-        await self._queue.put(batch)
+    async def added(self) -> None:
+        """Signal that ``current`` grew; waits while it is full (backpressure)."""
+        self._pending.set()
+        if self.current.size >= self._max_batch:
+            self._room.clear()
+            await self._room.wait()
 
     async def run(self) -> None:
         while True:
-            await self._ship(await self._queue.get())
+            await self._pending.wait()
+            self._pending.clear()
+            async with self.adding:
+                batch, self.current = self.current, Batch()
+                batch.close()
+            self._room.set()
+            await self._ship(batch)
 
     async def _ship(self, batch: Batch) -> None:
         changed = set(batch.changed)
@@ -108,8 +138,8 @@ class Shipper:
                 self._first_offsets.pop(workflow_id, None)
         for command in batch.commands:
             await self._ports.publish_command(command)
-        if batch.ack is not None:
-            await batch.ack()
+        for ack in batch.acks:
+            await ack()
         self._latency.observe(time.monotonic() - batch.started)
 
     def _derived_child(self, kind: str) -> Any:

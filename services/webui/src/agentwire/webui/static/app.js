@@ -105,6 +105,7 @@ class TaskView {
 
   close() {
     clearInterval(this.poll);
+    clearTimeout(this.retryTimer);
     if (this.source) this.source.close();
     this.source = null;
   }
@@ -145,7 +146,8 @@ class TaskView {
     try {
       url = await this.streamUrl(lastId);
     } catch (error) {
-      this.setConn(`stream token failed: ${error.message}`, "reconnecting");
+      this.setConn(`stream token failed: ${error.message}; retrying`, "reconnecting");
+      this.retryLater();
       return;
     }
     if (this.finished || view !== this) return;
@@ -156,11 +158,23 @@ class TaskView {
       if (event.data !== undefined || this.source !== source) return;   // a named `error` frame, handled below
       // EventSource reconnects by itself, sending Last-Event-ID.
       this.drops += 1;
-      this.setConn(source.readyState === EventSource.CLOSED ? "disconnected" : "reconnecting…", "reconnecting");
+      this.setConn("reconnecting…", "reconnecting");
+      if (source.readyState === EventSource.CLOSED) {
+        // The server refused the reconnect (e.g. an expired stream token): start over with a fresh one.
+        source.close();
+        this.source = null;
+        this.retryLater();
+      }
     };
     for (const name of [...TYPES, ...Object.keys(RENAMED)]) {
       source.addEventListener(name, (event) => this.onFrame(name, event, source));
     }
+  }
+
+  retryLater() {
+    if (this.finished || view !== this) return;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => this.connect(this.lastEventId || ""), 1000);
   }
 
   /** Test hook: drop the connection and resume after the last event received. */
