@@ -48,7 +48,7 @@ bench: setup
 	$(BIN)/python -m tests.bench.run
 
 chaos: setup
-	$(BIN)/python -m pytest tests/chaos -p no:cacheprovider
+	$(BIN)/python -m tests.chaos.run
 
 # System packages for Debian-like machines (CI calls this before `make test`).
 system-deps:

@@ -26,6 +26,7 @@ from urllib.parse import parse_qs, urlparse
 import kubernetes_validate
 import pytest
 import yaml
+
 from agentwire.service.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]

@@ -69,7 +69,9 @@ def expect_stream_finished(page: Page) -> None:
     try:
         expect(page.locator("#conn-state")).to_have_text("finished", timeout=30_000)
     except AssertionError:
-        seen = page.evaluate("window.agentwire.view ? window.agentwire.view.events.map(e => `${e.seq}:${e.type}`) : null")
+        seen = page.evaluate(
+            "window.agentwire.view ? window.agentwire.view.events.map(e => `${e.seq}:${e.type}`) : null"
+        )
         state = page.locator("#conn-state").text_content()
         raise AssertionError(f"stream not finished ({state!r}); the page saw {seen}") from None
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from agentwire.auth import AuthConfigError, Authenticator, Principal, StreamTokens, hash_key
 from agentwire.auth.keys import load_keys
 from agentwire.ingest.ratelimit import RateLimiter

@@ -3,9 +3,9 @@
 import ctypes
 
 import pytest
+from aiokafka.partitioner import murmur2
 
 from agentwire.kafka import parse_position_id, partition_for, position_id
-from aiokafka.partitioner import murmur2
 
 # Kafka's own test vectors (clients UtilsTest.testMurmur2): key → signed 32-bit murmur2.
 JAVA_MURMUR2 = {

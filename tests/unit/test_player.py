@@ -15,16 +15,17 @@ def _task(**context: object) -> TaskSubmitted:
 
 async def test_cancel_reaches_a_stalled_play() -> None:
     emitted: list[RawEvent] = []
+    first = asyncio.Event()
 
     async def emit(event: RawEvent) -> None:
         emitted.append(event)
+        first.set()
 
     player = Player(_task(stall_at="prepare"), emit, default_speed=1.0)
     play = asyncio.create_task(player.play())
-    while not emitted:
-        await asyncio.sleep(0)
-    await asyncio.sleep(0.01)
-    assert not play.done()
+    await asyncio.wait_for(first.wait(), 5)
+    done, _ = await asyncio.wait({play}, timeout=0.05)  # it must still be stalled, not finished
+    assert not done
     player.control.apply(CancelTask(workflow_id="task-p", reason="stop"))
     await asyncio.wait_for(play, 5)
     assert [e.type for e in emitted][-2:] == ["WORKFLOW_CANCELLING", "WORKFLOW_CANCELLED"]

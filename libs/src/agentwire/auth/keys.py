@@ -22,9 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from aiohttp import web
+
 from agentwire.auth.tokens import StreamTokens
 from agentwire.service.settings import Settings
-from aiohttp import web
 
 ANONYMOUS_TENANT = "default"
 

@@ -23,7 +23,9 @@ def make_producer(kafka: KafkaSettings, **overrides: Any) -> AIOKafkaProducer:
     return AIOKafkaProducer(**options)
 
 
-def make_consumer(kafka: KafkaSettings, *topics: str, group_id: str | None = None, **overrides: Any) -> AIOKafkaConsumer:
+def make_consumer(
+    kafka: KafkaSettings, *topics: str, group_id: str | None = None, **overrides: Any
+) -> AIOKafkaConsumer:
     """A consumer; without ``group_id`` it is assigned partitions by hand."""
     options: dict[str, Any] = {
         "bootstrap_servers": kafka.bootstrap_servers,

@@ -15,11 +15,12 @@ import asyncio
 import contextlib
 import logging
 
-from agentwire.kafka.metrics import gauge
-from agentwire.service.settings import KafkaSettings
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
+
+from agentwire.kafka.metrics import gauge
+from agentwire.service.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 

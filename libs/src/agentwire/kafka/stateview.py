@@ -69,7 +69,7 @@ class TaskStateView:
         """Record a state this pod just wrote (read-your-writes on the writer)."""
         self.states.setdefault(state.workflow_id, state)
 
-    async def lookup(self, workflow_id: str, timeout: float) -> TaskState | None:
+    async def lookup(self, workflow_id: str, timeout: float) -> TaskState | None:  # noqa: ASYNC109 - bounded wait
         """The task's state, waiting up to ``timeout`` for the view to catch up."""
         found = self.states.get(workflow_id)
         if found is not None:

@@ -11,10 +11,11 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 import aiohttp_cors
+from aiohttp import web
+
 from agentwire.auth import Unauthorized
 from agentwire.service.metrics_http import http_metrics_middleware
 from agentwire.service.settings import Settings
-from aiohttp import web
 
 log = logging.getLogger(__name__)
 

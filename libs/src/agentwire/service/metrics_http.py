@@ -16,9 +16,10 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-from agentwire.kafka.metrics import LATENCY_BUCKETS, counter, histogram
 from aiohttp import web
 from prometheus_client import Counter, Histogram
+
+from agentwire.kafka.metrics import LATENCY_BUCKETS, counter, histogram
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CLIENT_GONE = 499

@@ -7,6 +7,8 @@ import logging
 from datetime import UTC, datetime
 
 import orjson
+from aiohttp import WSMsgType, web
+
 from agentwire.edge.frames import not_found_frame
 from agentwire.edge.keys import AUTH, CLIENTS, HUB, LOG, SETTINGS, VIEW
 from agentwire.edge.resume import parse_resume, parse_types
@@ -14,7 +16,6 @@ from agentwire.edge.session import Delivery, StreamSession
 from agentwire.kafka.metrics import gauge
 from agentwire.schema import TaskState
 from agentwire.service.http import TRACE_HEADER, ApiError, valid_id
-from aiohttp import WSMsgType, web
 
 log = logging.getLogger(__name__)
 

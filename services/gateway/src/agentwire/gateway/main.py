@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 
+from aiohttp import web
+
 from agentwire import webui
 from agentwire.edge import app as edge
 from agentwire.ingest import app as ingest
@@ -16,7 +18,6 @@ from agentwire.service import configure_logging, load_settings, run, serve
 from agentwire.service.http import base_app, enable_cors
 from agentwire.service.ops import add_ops_routes
 from agentwire.service.settings import Settings
-from aiohttp import web
 
 
 def create_app(settings: Settings) -> web.Application:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+from aiohttp import web
+
 from agentwire import webui
 from agentwire.auth import Authenticator
 from agentwire.ingest.keys import AUTH, LIMITER, SETTINGS, TASKS
@@ -15,7 +17,6 @@ from agentwire.kafka.history import EventLog
 from agentwire.service.http import base_app, enable_cors
 from agentwire.service.ops import add_ops_routes
 from agentwire.service.settings import Settings
-from aiohttp import web
 
 
 def create_app(settings: Settings) -> web.Application:

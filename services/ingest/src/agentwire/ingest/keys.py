@@ -1,10 +1,11 @@
 """Typed application keys of the ingest app."""
 
+from aiohttp import web
+
 from agentwire.auth import Authenticator
 from agentwire.ingest.ratelimit import RateLimiter
 from agentwire.ingest.tasks import TaskService
 from agentwire.service.settings import Settings
-from aiohttp import web
 
 SETTINGS = web.AppKey("settings", Settings)
 AUTH = web.AppKey("auth", Authenticator)

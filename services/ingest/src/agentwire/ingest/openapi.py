@@ -9,10 +9,11 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from agentwire.ingest.requests import ControlBody, SubmitTask
-from agentwire.schema import TaskStatus
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
+
+from agentwire.ingest.requests import ControlBody, SubmitTask
+from agentwire.schema import TaskStatus
 
 REF = "#/components/schemas/{model}"
 

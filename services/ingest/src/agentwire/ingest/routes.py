@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
 from agentwire.auth import Principal
 from agentwire.ingest.keys import AUTH, LIMITER, TASKS
 from agentwire.ingest.openapi import openapi_document
@@ -13,8 +16,6 @@ from agentwire.ingest.requests import ControlBody, SubmitTask
 from agentwire.ingest.tasks import IdempotencyConflict
 from agentwire.schema import CancelTask, PauseTask, ResumeTask, TaskState, TaskStatus, dumps
 from agentwire.service.http import ApiError, valid_id
-from aiohttp import web
-from pydantic import BaseModel, ValidationError
 
 routes = web.RouteTableDef()
 

@@ -7,6 +7,8 @@ import uuid
 from typing import Any
 
 import orjson
+from aiokafka import AIOKafkaProducer
+
 from agentwire.ingest.requests import SubmitTask
 from agentwire.kafka import TaskStateView, position_id
 from agentwire.kafka.history import EventLog
@@ -23,7 +25,6 @@ from agentwire.schema import (
     decode,
     encode,
 )
-from aiokafka import AIOKafkaProducer
 
 
 class IdempotencyConflict(Exception):
