@@ -1,0 +1,1 @@
+"""``make chaos``: the fault script of TARGETS.md (Reliability)."""
