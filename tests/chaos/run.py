@@ -1,0 +1,281 @@
+"""``make chaos``: kill -9 every service and stop the broker during a run of streaming tasks.
+
+Starts its own Kafka broker (deploy/kafka/broker.py, restartable on the same ports and data
+dir), a processor, a runner, one ingest and two edges. Submits tasks at a steady rate to
+ingest; every task gets an SSE client (asyncio + httpx) that reads it from the start to
+``done``, resuming with Last-Event-ID on the other edge after every drop. Meanwhile it kills
+-9 runner, processor, edge1 and ingest in turn (each restarted a few seconds later) and stops
+the broker for 10 s. Then it checks that every client saw seq 1..N once, in order, ending with
+``done``, that every task is terminal at ingest, and tops the forced client disconnects up to
+1,000 by re-reading finished workflows with Last-Event-ID resumes.
+
+Prints one JSON object on its last line and writes ``artifacts/chaos.md``. Knobs (env):
+CHAOS_TASKS [240] (at least; submission goes on until the faults are over), CHAOS_RATE [2.5/s],
+CHAOS_SPEED [1.0], CHAOS_DISCONNECTS [1000], CHAOS_FAULTS [1] (0: no faults, a smoke run),
+CHAOS_KEEP=1 keeps the work dir (logs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.chaos.client import Reader, Tally
+from tests.chaos.faults import Faults
+from tests.support.broker import broker_script
+from tests.support.stack import ROOT, Stack
+
+TASKS = int(os.environ.get("CHAOS_TASKS", "240"))
+RATE = float(os.environ.get("CHAOS_RATE", "2.5"))
+SPEED = float(os.environ.get("CHAOS_SPEED", "1.0"))
+DISCONNECTS = int(os.environ.get("CHAOS_DISCONNECTS", "1000"))
+FAULTS = os.environ.get("CHAOS_FAULTS", "1") == "1"
+TERMINAL = {"TASK_STATUS_COMPLETED", "TASK_STATUS_FAILED", "TASK_STATUS_CANCELLED", "TASK_STATUS_TIMEOUT"}
+MODES = ["standard", "simple", "complex", "supervisor"]
+SERVICES = [("processor", "agentwire-processor"), ("runner", "agentwire-runner"), ("ingest", "agentwire-ingest"),
+            ("edge1", "agentwire-edge"), ("edge2", "agentwire-edge")]
+
+
+def log(message: str) -> None:
+    sys.stderr.write(f"[chaos {time.strftime('%H:%M:%S')}] {message}\n")
+    sys.stderr.flush()
+
+
+def url(stack: Stack, name: str) -> str:
+    return stack.services[name].health_url.removesuffix("/health")
+
+
+class Run:
+    """One chaos run against a started stack."""
+
+    def __init__(self, stack: Stack, faults: Faults) -> None:
+        self.stack = stack
+        self.faults = faults
+        self.ingest = url(stack, "ingest")
+        self.edges = [url(stack, "edge1"), url(stack, "edge2")]
+        self.tallies: list[Tally] = []
+        self.submit_retries = 0
+        self.active = 0
+        self.max_active = 0
+        self.budget = [DISCONNECTS]
+        self.rng = random.Random(7)
+
+    async def submit(self, http: httpx.AsyncClient, i: int) -> str:
+        """POST the task, retrying with the same Idempotency-Key while ingest or Kafka is down."""
+        body = {"query": f"chaos task {i}: research AI trends", "mode": MODES[i % len(MODES)],
+                "context": {"speed": SPEED}}
+        headers = {"Idempotency-Key": uuid.uuid4().hex}
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                response = await http.post(f"{self.ingest}/api/v1/tasks", json=body, headers=headers)
+                if response.status_code == 200:
+                    return str(response.json()["workflow_id"])
+                error = f"{response.status_code} {response.text[:200]}"
+            except httpx.TransportError as exc:
+                error = repr(exc)
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"submit {i} failed for 120 s: {error}")
+            self.submit_retries += 1
+            await asyncio.sleep(0.5)
+
+    async def client(self, control: httpx.AsyncClient, streams: httpx.AsyncClient, i: int) -> None:
+        workflow_id = await self.submit(control, i)
+        tally = Tally(workflow_id)
+        self.tallies.append(tally)
+        self.active += 1
+        self.max_active = max(self.max_active, self.active)
+        try:
+            reader = Reader(streams, self.edges, tally, first_edge=i % 2, disconnect_p=0.12,
+                            budget=self.budget, rng=random.Random(i))
+            await reader.run(deadline_s=300)
+        finally:
+            self.active -= 1
+
+    async def plan(self) -> None:
+        if not FAULTS:
+            return
+        await asyncio.sleep(12)
+        for name in ("runner", "processor", "edge1", "ingest"):
+            log(f"kill -9 {name}")
+            await self.faults.kill(name)
+            log(f"{name} back: {self.faults.kills[-1]}")
+            await asyncio.sleep(6)
+        log("stopping the broker for 10 s")
+        await self.faults.broker_outage(10.0)
+        log(f"broker back after {self.faults.broker_outage_s} s")
+
+    async def main_phase(self) -> None:
+        limits = httpx.Limits(max_connections=2000, max_keepalive_connections=200)
+        timeout = httpx.Timeout(30.0, connect=3.0)
+        async with httpx.AsyncClient(timeout=timeout, limits=limits) as control, \
+                httpx.AsyncClient(timeout=timeout, limits=limits) as streams:
+            stop = asyncio.Event()
+            watchdog = asyncio.create_task(self.faults.watchdog(stop))
+            plan = asyncio.create_task(self.plan())
+            clients: list[asyncio.Task[None]] = []
+            began = time.monotonic()
+            i = 0
+            while i < TASKS or not plan.done():
+                clients.append(asyncio.create_task(self.client(control, streams, i)))
+                i += 1
+                await asyncio.sleep(max(0.0, began + i / RATE - time.monotonic()))
+            log(f"{i} tasks submitted; waiting for the streams to end")
+            await plan
+            results = await asyncio.gather(*clients, return_exceptions=True)
+            for result in results:
+                if isinstance(result, BaseException):
+                    log(f"client failed: {result!r}")
+            stop.set()
+            await watchdog
+
+    async def statuses(self) -> Counter[str]:
+        """Final status of every task at ingest; waits up to 60 s for the terminal ones."""
+        final: dict[str, str] = {}
+        deadline = time.monotonic() + 60
+        async with httpx.AsyncClient(timeout=10) as http:
+            pending = [t.workflow_id for t in self.tallies]
+            while pending and time.monotonic() < deadline:
+                replies = await asyncio.gather(*(http.get(f"{self.ingest}/api/v1/tasks/{w}") for w in pending),
+                                               return_exceptions=True)
+                still = []
+                for workflow_id, reply in zip(pending, replies, strict=True):
+                    state = reply.json()["status"] if isinstance(reply, httpx.Response) and reply.status_code == 200 \
+                        else "unreachable"
+                    final[workflow_id] = state
+                    if state not in TERMINAL:
+                        still.append(workflow_id)
+                pending = still
+                if pending:
+                    await asyncio.sleep(0.5)
+        return Counter(final.values())
+
+    async def topup_disconnects(self) -> list[Tally]:
+        """Re-read finished workflows with a forced disconnect every few frames until the budget is spent."""
+        done = [t.workflow_id for t in self.tallies if t.ended]
+        extra: list[Tally] = []
+        if not done or self.budget[0] <= 0:
+            return extra
+        sem = asyncio.Semaphore(25)
+        limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
+
+        async def one(http: httpx.AsyncClient, workflow_id: str, k: int) -> None:
+            async with sem:
+                if self.budget[0] <= 0:
+                    return
+                tally = Tally(workflow_id)
+                extra.append(tally)
+                await Reader(http, self.edges, tally, first_edge=k % 2, disconnect_p=0.3, budget=self.budget,
+                             rng=random.Random(10_000 + k)).run(deadline_s=60)
+
+        async with httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=3.0), limits=limits) as http:
+            k = 0
+            while self.budget[0] > 0:
+                batch = [one(http, done[(k + j) % len(done)], k + j) for j in range(50)]
+                k += 50
+                await asyncio.gather(*batch)
+        return extra
+
+
+def summarise(run: Run, extra: list[Tally], statuses: Counter[str], started: float) -> dict[str, Any]:
+    tallies = run.tallies + extra
+    bad = [t for t in tallies if not t.ok()]
+    for tally in bad[:10]:
+        log(f"BAD {tally.workflow_id}: ended={tally.ended} last={tally.last_seq} dup={tally.duplicated} "
+            f"gaps={tally.gaps} errors={tally.errors[:3]}")
+    return {
+        "tasks": len(run.tallies),
+        "clients": len(run.tallies),
+        "max_concurrent_clients": run.max_active,
+        "events_checked": sum(len(t.seqs) for t in run.tallies),
+        "lost": sum(t.gaps for t in tallies),
+        "duplicated": sum(t.duplicated for t in tallies),
+        "unended_streams": sum(not t.ended for t in tallies),
+        "bad_streams": len(bad),
+        "non_terminal": sum(n for s, n in statuses.items() if s not in TERMINAL),
+        "statuses": dict(statuses),
+        "kills": run.faults.kills,
+        "crashes": run.faults.crashes,
+        "broker_outage_s": run.faults.broker_stopped_s,
+        "broker_unavailable_s": run.faults.broker_outage_s,
+        "disconnects": sum(t.forced for t in tallies),
+        "disconnects_live": sum(t.forced for t in run.tallies),
+        "disconnect_rereads": len(extra),
+        "drops_resumed": sum(t.drops for t in tallies),
+        "connect_errors": sum(t.connect_errors for t in tallies),
+        "not_found_replies": sum(t.not_found for t in tallies),
+        "clean_close_without_done": sum(t.clean_close_without_done for t in tallies),
+        "submit_retries": run.submit_retries,
+        "duration_s": round(time.monotonic() - started, 1),
+    }
+
+
+def write_table(figures: dict[str, Any]) -> None:
+    out = ROOT / "artifacts" / "chaos.md"
+    out.parent.mkdir(exist_ok=True)
+    rows = ["| figure | value |", "|---|---|"]
+    for key, value in figures.items():
+        shown = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+        rows.append(f"| {key} | {shown.replace('|', '/')} |")
+    header = (f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} shared cores; command: "
+              "`make chaos` (`python -m tests.chaos.run`).\n\n")
+    out.write_text(header + "\n".join(rows) + "\n")
+
+
+async def chaos(stack: Stack, faults: Faults, started: float) -> dict[str, Any]:
+    run = Run(stack, faults)
+    await run.main_phase()
+    log("main phase over; checking statuses")
+    statuses = await run.statuses()
+    log(f"statuses {dict(statuses)}; topping up forced disconnects ({run.budget[0]} left)")
+    extra = await run.topup_disconnects()
+    return summarise(run, extra, statuses, started)
+
+
+def main() -> int:
+    started = time.monotonic()
+    workdir = Path(tempfile.mkdtemp(prefix="agentwire-chaos-"))
+    script = broker_script()
+    log(f"work dir {workdir}; starting the broker")
+    broker = script.start(workdir / "kafka", partitions=12, timeout=120.0)
+    stack = Stack(broker.bootstrap, workdir, extra_env={
+        "GATEWAY_SKIP_AUTH": "1", "AGENTWIRE_RATE_LIMITS__PER_MINUTE": "1000000"})
+    faults = Faults(stack.services, script, broker)
+    try:
+        for name, command in SERVICES:
+            stack.add(name, command)
+        for service in stack.services.values():
+            service.start()
+        for service in stack.services.values():
+            service.wait_ready()
+        log("stack ready")
+        faults.started = time.monotonic()
+        figures = asyncio.run(chaos(stack, faults, started))
+    finally:
+        stack.stop()
+        script.stop(workdir / "kafka")
+        shutil.rmtree(workdir / "kafka", ignore_errors=True)
+        if os.environ.get("CHAOS_KEEP") != "1":
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            log(f"logs kept in {workdir}")
+    write_table(figures)
+    print(json.dumps(figures))
+    clean = all(figures[k] == 0 for k in ("lost", "duplicated", "unended_streams", "bad_streams", "non_terminal"))
+    return 0 if clean else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
