@@ -10,8 +10,8 @@ the broker for 10 s. Then it checks that every client saw seq 1..N once, in orde
 1,000 by re-reading finished workflows with Last-Event-ID resumes.
 
 Prints one JSON object on its last line and writes ``artifacts/chaos.md``. Knobs (env):
-CHAOS_TASKS [240] (at least; submission goes on until the faults are over), CHAOS_RATE [2.5/s],
-CHAOS_SPEED [1.0], CHAOS_DISCONNECTS [1000], CHAOS_FAULTS [1] (0: no faults, a smoke run),
+CHAOS_TASKS [240] (at least; submission goes on until the faults are over), CHAOS_RATE [3/s],
+CHAOS_SPEED [0.3], CHAOS_DISCONNECTS [1000], CHAOS_FAULTS [1] (0: no faults, a smoke run),
 CHAOS_KEEP=1 keeps the work dir (logs).
 """
 
@@ -38,8 +38,8 @@ from tests.support.broker import broker_script
 from tests.support.stack import ROOT, Stack
 
 TASKS = int(os.environ.get("CHAOS_TASKS", "240"))
-RATE = float(os.environ.get("CHAOS_RATE", "2.5"))
-SPEED = float(os.environ.get("CHAOS_SPEED", "1.0"))
+RATE = float(os.environ.get("CHAOS_RATE", "3"))
+SPEED = float(os.environ.get("CHAOS_SPEED", "0.3"))
 DISCONNECTS = int(os.environ.get("CHAOS_DISCONNECTS", "1000"))
 FAULTS = os.environ.get("CHAOS_FAULTS", "1") == "1"
 TERMINAL = {"TASK_STATUS_COMPLETED", "TASK_STATUS_FAILED", "TASK_STATUS_CANCELLED", "TASK_STATUS_TIMEOUT"}

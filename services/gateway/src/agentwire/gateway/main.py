@@ -6,15 +6,12 @@ The one place that imports several services: in Kubernetes an Ingress routes
 
 from __future__ import annotations
 
-import asyncio
-
 from aiohttp import web
 
 from agentwire import webui
 from agentwire.edge import app as edge
 from agentwire.ingest import app as ingest
-from agentwire.kafka import ensure_topics
-from agentwire.service import configure_logging, load_settings, run, serve
+from agentwire.service.entry import run_http_service
 from agentwire.service.http import base_app, enable_cors
 from agentwire.service.ops import add_ops_routes
 from agentwire.service.settings import Settings
@@ -31,11 +28,4 @@ def create_app(settings: Settings) -> web.Application:
 
 
 def main() -> None:
-    configure_logging()
-    settings = load_settings()
-
-    async def serve_gateway(stop: asyncio.Event) -> None:
-        await ensure_topics(settings.kafka)
-        await serve(create_app(settings), settings.http.host, settings.http.port, stop, handler_cancellation=True)
-
-    run(serve_gateway)
+    run_http_service(create_app, streams=True)
