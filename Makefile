@@ -36,6 +36,7 @@ run: setup
 	ENVIRONMENT=dev GATEWAY_SKIP_AUTH=1 $(BIN)/honcho -f deploy/local/Procfile -d . start
 
 test: setup
+	$(BIN)/ruff check libs services tests deploy
 	$(BIN)/python -m pytest
 
 unit: $(STAMP)
