@@ -38,6 +38,10 @@ class Tally:
     clean_close_without_done: int = 0
     connect_errors: int = 0
     errors: list[str] = field(default_factory=list)
+    ids: dict[int, str] = field(default_factory=dict)  # seq -> stream_id first seen
+    dup_details: list[dict[str, object]] = field(default_factory=list)
+    frames_on_connection: int = 0
+    edge: str = ""
 
     @property
     def last_seq(self) -> int:
@@ -84,16 +88,16 @@ class Reader:
     disconnect_p: float = 0.0
     budget: list[int] = field(default_factory=lambda: [0])  # shared remaining forced disconnects
     rng: random.Random = field(default_factory=random.Random)
+    last_id: str | None = None
 
     async def run(self, deadline_s: float) -> Tally:
         deadline = time.monotonic() + deadline_s
-        last_id: str | None = None
         attempt = self.first_edge
         while not self.tally.ended and time.monotonic() < deadline:
             edge = self.edges[attempt % len(self.edges)]
             attempt += 1
             try:
-                last_id, forced = await self._once(edge, last_id)
+                forced = await self._once(edge)
             except (httpx.TransportError, httpx.HTTPStatusError) as exc:
                 if isinstance(exc, httpx.ConnectError):
                     self.tally.connect_errors += 1
@@ -107,36 +111,47 @@ class Reader:
             self.tally.errors.append(f"no done before deadline; last seq {self.tally.last_seq}")
         return self.tally
 
-    async def _once(self, edge: str, last_id: str | None) -> tuple[str | None, bool]:
-        headers = {"Last-Event-ID": last_id} if last_id else {}
+    async def _once(self, edge: str) -> bool:
+        """One connection; True when the client itself cut it (a forced disconnect)."""
+        headers = {"Last-Event-ID": self.last_id} if self.last_id else {}
         params = {"workflow_id": self.tally.workflow_id}
+        self.tally.frames_on_connection = 0
+        self.tally.edge = edge
         async with self.http.stream("GET", f"{edge}/api/v1/stream/sse", params=params, headers=headers) as resp:
             resp.raise_for_status()
             async for frame in frames(resp.aiter_lines()):
                 if frame.event == "done":
                     self.tally.ended = True
-                    return frame.id or last_id, False
+                    return False
                 if frame.id is None:  # "Workflow not found" (no id): the edge does not know it yet
                     self.tally.not_found += 1
                     await asyncio.sleep(0.2)
-                    return last_id, False
-                self._record(frame)
-                last_id = frame.id
+                    return False
+                if self._record(frame):
+                    self.last_id = frame.id  # resume strictly after the last new event, whatever ends this
                 if self.budget[0] > 0 and self.rng.random() < self.disconnect_p:
                     self.budget[0] -= 1
-                    return last_id, True  # leaving the block closes the connection mid-stream
+                    return True  # leaving the block closes the connection mid-stream
         self.tally.clean_close_without_done += 1
-        return last_id, False
+        return False
 
-    def _record(self, frame: Frame) -> None:
+    def _record(self, frame: Frame) -> bool:
+        """Tally one event; False for a duplicate."""
         event = orjson.loads(frame.data)
         seq = int(event["seq"])
+        self.tally.frames_on_connection += 1
         if seq <= self.tally.last_seq:
             self.tally.duplicated += 1
-            return
+            self.tally.dup_details.append({
+                "workflow_id": self.tally.workflow_id, "seq": seq, "id": frame.id,
+                "first_id": self.tally.ids.get(seq), "last_seq": self.tally.last_seq, "type": frame.event,
+                "frame_on_connection": self.tally.frames_on_connection, "edge": self.tally.edge[-5:]})
+            return False
+        self.tally.ids[seq] = str(frame.id)
         if seq != self.tally.last_seq + 1:
             self.tally.gaps += seq - self.tally.last_seq - 1
             self.tally.errors.append(f"gap {self.tally.last_seq}->{seq} ({frame.id})")
         self.tally.seqs.append(seq)
         name = str(frame.event)
         self.tally.types.append(str(event.get("type") or SSE_TO_TYPE.get(name, name.upper().replace(".", "_"))))
+        return True

@@ -192,6 +192,12 @@ class Run:
 def summarise(run: Run, extra: list[Tally], statuses: Counter[str], started: float) -> dict[str, Any]:
     tallies = run.tallies + extra
     bad = [t for t in tallies if not t.ok()]
+    dups = [d for t in tallies for d in t.dup_details]
+    if dups:
+        path = ROOT / "artifacts" / "chaos-duplicates.json"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(json.dumps(dups, indent=1))
+        log(f"{len(dups)} duplicates, first ones: {dups[:5]}; all in {path}")
     for tally in bad[:10]:
         log(f"BAD {tally.workflow_id}: ended={tally.ended} last={tally.last_seq} dup={tally.duplicated} "
             f"gaps={tally.gaps} errors={tally.errors[:3]}")
@@ -204,6 +210,7 @@ def summarise(run: Run, extra: list[Tally], statuses: Counter[str], started: flo
         "duplicated": sum(t.duplicated for t in tallies),
         "unended_streams": sum(not t.ended for t in tallies),
         "bad_streams": len(bad),
+        "timed_out": statuses.get("TASK_STATUS_TIMEOUT", 0),
         "non_terminal": sum(n for s, n in statuses.items() if s not in TERMINAL),
         "statuses": dict(statuses),
         "kills": run.faults.kills,
@@ -220,6 +227,20 @@ def summarise(run: Run, extra: list[Tally], statuses: Counter[str], started: flo
         "submit_retries": run.submit_retries,
         "duration_s": round(time.monotonic() - started, 1),
     }
+
+
+LOG_MARKERS = {"unretrieved_send_errors": "Future exception was never retrieved", "tracebacks": "Traceback"}
+
+
+def scan_logs(workdir: Path) -> dict[str, dict[str, int]]:
+    """Count tell-tale lines per service log (e.g. producer sends whose failure nobody awaited)."""
+    found: dict[str, dict[str, int]] = {}
+    for path in sorted(workdir.glob("*.log")):
+        text = path.read_text(errors="replace")
+        counts = {key: text.count(marker) for key, marker in LOG_MARKERS.items() if marker in text}
+        if counts:
+            found[path.stem] = counts
+    return found
 
 
 def write_table(figures: dict[str, Any]) -> None:
@@ -266,11 +287,13 @@ def main() -> int:
     finally:
         stack.stop()
         script.stop(workdir / "kafka")
+        findings = scan_logs(workdir)
         shutil.rmtree(workdir / "kafka", ignore_errors=True)
         if os.environ.get("CHAOS_KEEP") != "1":
             shutil.rmtree(workdir, ignore_errors=True)
         else:
             log(f"logs kept in {workdir}")
+    figures["log_findings"] = findings
     write_table(figures)
     print(json.dumps(figures))
     clean = all(figures[k] == 0 for k in ("lost", "duplicated", "unended_streams", "bad_streams", "non_terminal"))

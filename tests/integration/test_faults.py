@@ -46,7 +46,8 @@ def wait_until_streaming(readers: list[tuple[str, Reader]], frames: int, timeout
         if all(r.streamed >= frames for _, r in readers):
             return
         time.sleep(0.05)
-    raise AssertionError("streams did not start")
+    seen = {wf: [f.event for f in r.frames[:4]] + ([] if r.is_alive() else ["<ended>"]) for wf, r in readers}
+    raise AssertionError(f"streams did not start: {seen}")
 
 
 def finish(stack: Stack, readers: list[tuple[str, Reader]]) -> None:
