@@ -46,7 +46,14 @@ class Player:
         self.control = Control()
         self._emit = emit
         self._options = Options.from_task(task, default_speed)
+        self._default_speed = default_speed
         self._count = 0
+
+    def replay(self) -> Player:
+        """A fresh play of the same task, sharing this one's control requests."""
+        again = Player(self.task, self._emit, default_speed=self._default_speed)
+        again.control = self.control
+        return again
 
     async def play(self) -> None:
         steps = steps_for(self.task, self._options, rng_for(self.task))

@@ -12,9 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.errors import KafkaError
 from pydantic import TypeAdapter
 
 from agentwire.kafka import ConsumeLoop, DeadLetters, Record, make_consumer, make_producer
@@ -28,6 +31,9 @@ log = logging.getLogger(__name__)
 
 _control = TypeAdapter(ControlCommand)
 
+PLAY_ATTEMPTS = 5
+RETRY_BACKOFF_S = 1.0
+
 
 class RunnerWorker:
     def __init__(self, settings: Settings) -> None:
@@ -35,6 +41,7 @@ class RunnerWorker:
         self._topics = settings.kafka.topics
         self._tracker = OffsetTracker()
         self._plays: dict[str, tuple[Player, asyncio.Task[None], TopicPartition]] = {}
+        self._deliveries: dict[str, list[asyncio.Future[Any]]] = {}
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self.ready = False
@@ -92,7 +99,7 @@ class RunnerWorker:
         if task.workflow_id in self._plays:
             self._tracker.finished(tp, offset)  # a duplicate submission of a task already playing
             return
-        player = Player(task, self._emit, default_speed=self._settings.runner.default_speed)
+        player = Player(task, self._emit_for(task.workflow_id), default_speed=self._settings.runner.default_speed)
         self._tracker.started(tp, offset)
         play = asyncio.create_task(self._play(player, tp, offset), name=f"play:{task.workflow_id}")
         self._plays[task.workflow_id] = (player, play, tp)
@@ -100,27 +107,53 @@ class RunnerWorker:
         self._running.set(len(self._plays))
 
     async def _play(self, player: Player, tp: TopicPartition, offset: int) -> None:
+        """Play a task until every event it emitted is acknowledged by Kafka, then mark it finished.
+
+        A send that fails (a broker outage, a leader election) makes the whole play run again: the
+        replay emits the same event ids, so the processor keeps what it already has and takes the rest.
+        """
         outcome = "error"
+        workflow_id = player.task.workflow_id
         try:
-            await player.play()
-            assert self._producer is not None
-            await self._producer.flush()
+            for attempt in range(1, PLAY_ATTEMPTS + 1):
+                self._deliveries[workflow_id] = []
+                try:
+                    await player.play()
+                    results = await asyncio.gather(*self._deliveries[workflow_id], return_exceptions=True)
+                    failed = next((r for r in results if isinstance(r, BaseException)), None)
+                    if failed is not None:
+                        raise failed
+                    break
+                except KafkaError as exc:
+                    if attempt == PLAY_ATTEMPTS:
+                        raise
+                    log.warning("play of %s lost a send (%s); replaying it (attempt %d)", workflow_id, exc, attempt + 1)
+                    await asyncio.sleep(min(RETRY_BACKOFF_S * 2 ** (attempt - 1), 10.0))
+                    player = player.replay()
+                    self._plays[workflow_id] = (player, self._plays[workflow_id][1], tp)
             outcome = "done"
             self._tracker.finished(tp, offset)
         except asyncio.CancelledError:
             outcome = "abandoned"
             raise
         except Exception:
-            log.exception("play of %s failed; leaving it to be replayed", player.task.workflow_id)
+            log.exception("play of %s failed; leaving it to be replayed", workflow_id)
         finally:
-            self._plays.pop(player.task.workflow_id, None)
+            self._plays.pop(workflow_id, None)
+            self._deliveries.pop(workflow_id, None)
             self._finished.labels(outcome).inc()
             self._running.set(len(self._plays))
 
-    async def _emit(self, event: RawEvent) -> None:
-        assert self._producer is not None
-        await self._producer.send(self._topics.events_raw, encode(event), key=event.workflow_id.encode())
-        self._emitted.inc()
+    def _emit_for(self, workflow_id: str) -> Callable[[RawEvent], Awaitable[None]]:
+        async def emit(event: RawEvent) -> None:
+            assert self._producer is not None
+            delivery = await self._producer.send(
+                self._topics.events_raw, encode(event), key=event.workflow_id.encode()
+            )
+            self._deliveries.setdefault(workflow_id, []).append(delivery)
+            self._emitted.inc()
+
+        return emit
 
     async def _commit(self) -> None:
         offsets = self._tracker.committable()
