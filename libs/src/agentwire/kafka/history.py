@@ -61,17 +61,22 @@ class EventLog:
             return (await consumer.end_offsets([tp]))[tp]
 
     async def start_offset(self, state: TaskState) -> int:
-        """Where the workflow's first event is, or an offset safely before it."""
+        """Where the workflow's first event is, or an offset safely before it.
+
+        The end offset is read BEFORE the time search: if the search finds nothing, no
+        event of the workflow existed when it ran, so that earlier end is safely before
+        the first one. (An end read after the search would skip events written in
+        between, and the stream would then wait for a seq 1 it had skipped.)
+        """
         if state.first_offset is not None:
             return state.first_offset
         tp = TopicPartition(self._topic, self.partition_of(state.workflow_id))
         since = state.task.created_at - CLOCK_SKEW
         async with self._borrow() as consumer:
+            end = (await consumer.end_offsets([tp]))[tp]
             found = await consumer.offsets_for_times({tp: _millis(since)})
             hit = found.get(tp)
-            if hit is not None:
-                return int(hit.offset)
-            return (await consumer.end_offsets([tp]))[tp]
+            return int(hit.offset) if hit is not None else int(end)
 
     async def read(
         self, workflow_id: str, start: int, *, until: int | None = None
