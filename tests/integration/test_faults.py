@@ -28,6 +28,7 @@ def own_stack(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Stack]:
         yield running
     finally:
         running.stop()
+        running.delete_topics()
 
 
 def start_streams(stack: Stack, count: int) -> list[tuple[str, Reader]]:
