@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 import httpx
 
 from tests.support.sse import Frame, parse
 from tests.support.stack import Stack
+from tests.support.wait import eventually
 
 CONTROL_NAMES = {
     "workflow.pausing": "WORKFLOW_PAUSING", "workflow.paused": "WORKFLOW_PAUSED",
@@ -51,14 +51,17 @@ def status(stack: Stack, workflow_id: str) -> dict[str, Any]:
 
 
 def wait_status(stack: Stack, workflow_id: str, wanted: str, timeout: float = 20.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
     last: dict[str, Any] = {}
-    while time.monotonic() < deadline:
+
+    def reached() -> dict[str, Any] | None:
+        nonlocal last
         last = status(stack, workflow_id)
-        if last["status"] == wanted:
-            return last
-        time.sleep(0.1)
-    raise AssertionError(f"{workflow_id} never reached {wanted}; last {last.get('status')}")
+        return last if last["status"] == wanted else None
+
+    try:
+        return eventually(reached, timeout, f"{workflow_id} {wanted}")
+    except AssertionError:
+        raise AssertionError(f"{workflow_id} never reached {wanted}; last {last.get('status')}") from None
 
 
 class Reader(threading.Thread):

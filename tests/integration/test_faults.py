@@ -7,7 +7,6 @@ expire before its partitions move, which bounds how long these tests take.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 
 from tests.integration.flows import Reader, check_stream, status, submit
 from tests.support.stack import Stack
+from tests.support.wait import eventually
 
 TERMINAL = {"TASK_STATUS_COMPLETED", "TASK_STATUS_FAILED", "TASK_STATUS_CANCELLED", "TASK_STATUS_TIMEOUT"}
 MODES = ["standard", "complex", "supervisor", "simple"]
@@ -42,22 +42,17 @@ def start_streams(stack: Stack, count: int) -> list[tuple[str, Reader]]:
 
 
 def wait_until_streaming(readers: list[tuple[str, Reader]], frames: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if all(r.streamed >= frames for _, r in readers):
-            return
-        time.sleep(0.05)
-    seen = {wf: [f.event for f in r.frames[:4]] + ([] if r.is_alive() else ["<ended>"]) for wf, r in readers}
-    raise AssertionError(f"streams did not start: {seen}")
+    try:
+        eventually(lambda: all(r.streamed >= frames for _, r in readers), timeout, "streams started")
+    except AssertionError:
+        seen = {wf: [f.event for f in r.frames[:4]] + ([] if r.is_alive() else ["<ended>"]) for wf, r in readers}
+        raise AssertionError(f"streams did not start: {seen}") from None
 
 
 def finish(stack: Stack, readers: list[tuple[str, Reader]]) -> None:
     for workflow_id, reader in readers:
         check_stream(reader.result(timeout=90))
-        deadline = time.monotonic() + 10
-        while status(stack, workflow_id)["status"] not in TERMINAL:
-            assert time.monotonic() < deadline, f"{workflow_id} not terminal"
-            time.sleep(0.1)
+        eventually(lambda w=workflow_id: status(stack, w)["status"] in TERMINAL, 10, f"{workflow_id} terminal")
 
 
 def test_processor_killed_and_restarted(own_stack: Stack) -> None:
