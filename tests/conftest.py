@@ -23,9 +23,5 @@ def kafka_bootstrap() -> Iterator[str]:
 def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     workdir: Path = tmp_path_factory.mktemp("stack")
     running = Stack(kafka_bootstrap, workdir, partitions=PARTITIONS, extra_env={"GATEWAY_SKIP_AUTH": "1"})
-    try:
-        running.start_default()
+    with running.running():
         yield running
-    finally:
-        running.stop()
-        running.delete_topics()

@@ -18,9 +18,5 @@ FAST_TIMEOUT = {
 @pytest.fixture(scope="module")
 def fast_stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     running = Stack(kafka_bootstrap, tmp_path_factory.mktemp("fast-stack"), extra_env=dict(FAST_TIMEOUT))
-    try:
-        running.start_default()
+    with running.running():
         yield running
-    finally:
-        running.stop()
-        running.delete_topics()

@@ -24,6 +24,7 @@ import pytest
 from agentwire.edge.session import MAX_WRITE_EVENTS
 from tests.bench.feed import Feed
 from tests.support.stack import Stack
+from tests.support.wait import eventually_async
 
 BUFFER = 10
 CACHE_MB = 2  # the edges' recent-events cache: bounded, so it is part of the memory bound below
@@ -172,9 +173,7 @@ async def test_stalled_client_costs_the_others_nothing(edges: Stack) -> None:
                 await feed.emit(wf, payload=payload)
             await feed.producer.flush()
             target = feed._seq[wf]
-            async with asyncio.timeout(60):
-                while len(fast.events) < target:  # noqa: ASYNC110 - polling with a deadline
-                    await asyncio.sleep(0.05)
+            await eventually_async(lambda t=target: _caught_up(fast, t), 60, "the reading client caught up")
             rss.append(rss_kb(pid))
         last = await feed.finish(wf)
         await asyncio.wait_for(reader, 60)
@@ -304,3 +303,7 @@ async def test_sigterm_closes_websockets_with_1012(edges: Stack) -> None:
     assert code == 0
     assert elapsed < 5, elapsed
     assert "Cannot write to closing transport" not in edge.log_path.read_text(errors="replace")
+
+
+async def _caught_up(seen: Seen, target: int) -> bool:
+    return len(seen.events) >= target

@@ -23,12 +23,8 @@ MODES = ["standard", "complex", "supervisor", "simple"]
 @pytest.fixture
 def own_stack(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Stack]:
     running = Stack(kafka_bootstrap, tmp_path, extra_env={"GATEWAY_SKIP_AUTH": "1"})
-    try:
-        running.start_default()
+    with running.running():
         yield running
-    finally:
-        running.stop()
-        running.delete_topics()
 
 
 def start_streams(stack: Stack, count: int) -> list[tuple[str, Reader]]:

@@ -9,10 +9,10 @@ accept alongside ``agentwire-ingest`` and ``agentwire-edge``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +26,7 @@ from websockets.sync.client import connect
 
 from tests.support.sse import read_stream
 from tests.support.stack import ROOT, Stack, free_port
+from tests.support.wait import eventually
 
 GRAFANA = ROOT / "deploy" / "grafana"
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
@@ -142,18 +143,15 @@ def prometheus(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 
 def wait_for_targets(server: Prometheus, process: subprocess.Popen[bytes], log: Path, count: int) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while time.monotonic() < deadline:
+    def all_up() -> bool:
         if process.poll() is not None:
             pytest.fail(f"prometheus exited ({process.returncode}):\n{log.read_text(errors='replace')}")
         try:
-            up = server.query('up{job=~"agentwire-.*"} == 1')
+            return len(server.query('up{job=~"agentwire-.*"} == 1')) == count
         except httpx.HTTPError:
-            up = []
-        if len(up) == count:
-            return
-        time.sleep(0.5)
-    pytest.fail(f"prometheus did not scrape all {count} targets within {DEADLINE_S}s")
+            return False
+
+    eventually(all_up, DEADLINE_S, f"prometheus scraping all {count} targets")
 
 
 def test_promtool_accepts_the_alert_rules() -> None:
@@ -175,11 +173,14 @@ def test_every_dashboard_panel_query_returns_data(prometheus: Prometheus) -> Non
     queries = panel_queries()
     assert len({name for name, _, _ in queries}) >= 5
     missing = queries
-    deadline = time.monotonic() + DEADLINE_S
-    while missing and time.monotonic() < deadline:
+
+    def all_have_data() -> bool:
+        nonlocal missing
         missing = [(name, title, expr) for name, title, expr in missing if not prometheus.query(expr)]
-        if missing:
-            time.sleep(1.0)
+        return not missing
+
+    with contextlib.suppress(AssertionError):
+        eventually(all_have_data, DEADLINE_S, "every panel query returning data")
     assert not missing, "panels without data:\n" + "\n".join(f"{n} / {t}: {e}" for n, t, e in missing)
 
 

@@ -8,13 +8,16 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient
+
+from tests.support.wait import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -54,19 +57,21 @@ class Service:
         self.stop(signal.SIGKILL)
 
     def wait_ready(self, timeout: float = 90.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited ({self.process.returncode}); log:\n{self.tail()}")
-            try:
-                with urllib.request.urlopen(self.health_url.replace("/health", "/readiness"), timeout=2) as r:  # noqa: S310 - our own http URL
-                    if r.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"{self.name} not ready after {timeout}s; log:\n{self.tail()}")
+        try:
+            eventually(self._ready, timeout, f"{self.name} ready")
+        except AssertionError:
+            raise RuntimeError(f"{self.name} not ready after {timeout}s; log:\n{self.tail()}") from None
+
+    def _ready(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise RuntimeError(f"{self.name} exited ({self.process.returncode}); log:\n{self.tail()}")
+        url = self.health_url.replace("/health", "/readiness")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - our own http URL
+                return bool(response.status == 200)
+        except OSError:
+            return False
 
     def tail(self, lines: int = 60) -> str:
         try:
@@ -131,6 +136,16 @@ class Stack:
     def stop(self) -> None:
         for service in reversed(list(self.services.values())):
             service.stop()
+
+    @contextmanager
+    def running(self) -> Iterator[Stack]:
+        """Start the default services; on exit stop them and delete this stack's topics."""
+        try:
+            self.start_default()
+            yield self
+        finally:
+            self.stop()
+            self.delete_topics()
 
     def delete_topics(self) -> None:
         """Delete every topic of this stack's prefix, so a long-lived broker does not pile them up."""
