@@ -6,7 +6,7 @@ from typing import Any
 
 from agentwire.processor.row import Row
 from agentwire.processor.sequencer import Limits, Outcome, Sequencer
-from agentwire.schema import Event, InternalType, RawEvent, TaskStatus, TaskSubmitted
+from agentwire.schema import Event, InternalType, RawEvent, TaskStatus, TaskSubmitted, dumps, encode
 
 WF = "task-seq"
 NOW = 1_000_000.0
@@ -29,7 +29,10 @@ class Harness:
         outcome = self.sequencer.apply(self.row.model_copy(deep=True) if self.row else None, raw, now)
         if outcome.row is not None:
             self.row = outcome.row
-        self.events.extend(outcome.events)
+        for output in outcome.events:  # the wire shape: the same bytes an Event model would encode to
+            event = Event.model_validate(output)
+            assert dumps(output) == encode(event)
+            self.events.append(event)
         self.commands.extend(outcome.commands)
         return outcome
 
@@ -145,8 +148,8 @@ def test_timeout_fails_a_silent_workflow() -> None:
     early = h.apply(RawEvent(event_id=f"{WF}:timeout:1", workflow_id=WF, type=InternalType.TIMEOUT), now=NOW + 1)
     assert early.row is None and not early.events
     late = h.apply(RawEvent(event_id=f"{WF}:timeout:2", workflow_id=WF, type=InternalType.TIMEOUT), now=NOW + 4)
-    assert [e.type for e in late.events] == ["WORKFLOW_FAILED", "STREAM_END"]
-    assert "timed out" in str(late.events[0].message)
+    assert [e["type"] for e in late.events] == ["WORKFLOW_FAILED", "STREAM_END"]
+    assert "timed out" in str(late.events[0]["message"])
     assert h.row is not None and h.row.status == TaskStatus.TIMEOUT
     assert [e.seq for e in h.events] == [1, 2, 3]
     again = h.apply(RawEvent(event_id=f"{WF}:timeout:3", workflow_id=WF, type=InternalType.TIMEOUT), now=NOW + 9)
@@ -210,4 +213,4 @@ def test_runner_stream_end_is_ignored() -> None:
 def test_events_without_admission_still_sequence() -> None:
     sequencer = Sequencer(Limits(100, (50, 80, 100), 120.0))
     out = sequencer.apply(None, RawEvent(event_id="w:1", workflow_id="w", type="WORKFLOW_STARTED"), NOW)
-    assert out.row is not None and [e.seq for e in out.events] == [1]
+    assert out.row is not None and [e["seq"] for e in out.events] == [1]

@@ -25,4 +25,4 @@ def run_http_service(create_app: Callable[[Settings], web.Application], *, strea
         await ensure_topics(settings.kafka)
         await serve(create_app(settings), settings.http.host, settings.http.port, stop, handler_cancellation=streams)
 
-    run(serve_app)
+    run(serve_app, settings.event_loop)

@@ -21,9 +21,19 @@ def configure_logging(level: str = "INFO") -> None:
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
 
 
-def run(main: Main) -> None:
-    """Run ``main(stop)`` until it returns; SIGTERM and SIGINT set ``stop``."""
-    asyncio.run(_with_signals(main))
+def run(main: Main, event_loop: str = "asyncio") -> None:
+    """Run ``main(stop)`` on ``event_loop`` ("asyncio" or "uvloop"); SIGTERM and SIGINT set ``stop``."""
+    with asyncio.Runner(loop_factory=loop_factory(event_loop)) as runner:
+        runner.run(_with_signals(main))
+
+
+def loop_factory(event_loop: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop constructor for a setting's name (None: asyncio's default)."""
+    if event_loop == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop
+    return None
 
 
 async def _with_signals(main: Main) -> None:

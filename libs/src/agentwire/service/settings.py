@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, BaseModel, Field, field_validator
 from pydantic_settings import (
@@ -103,6 +104,9 @@ class Settings(BaseSettings):
     skip_auth: bool = Field(
         False, validation_alias=AliasChoices("GATEWAY_SKIP_AUTH", "AGENTWIRE_SKIP_AUTH")
     )
+    # The asyncio event loop implementation of every service process: "uvloop" (libuv, faster
+    # socket I/O; measured in docs/performance.md) or "asyncio" (the standard library's).
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     streaming: StreamingSettings = Field(default_factory=StreamingSettings)

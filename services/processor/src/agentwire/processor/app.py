@@ -3,9 +3,13 @@
 Agents:
 - ``admit`` forwards TaskSubmitted and control commands into the raw topic as
   internal records, so one ordered stream per workflow feeds the sequencer;
-- ``sequence`` applies the Sequencer to every raw record and hands the outcome to
-  the Shipper (pipeline.py), which publishes, saves the row, then acks;
+- ``sequence`` hands every raw record to the Pipeline (pipeline.py), which
+  sequences it at once and ships outputs, rows and acks one batch at a time;
 - a timer turns silent workflows into internal timeout records.
+
+The tables keep faust's changelog topics and recovery; the pipeline writes their
+changelog records itself, through its own producer, because it writes a row only
+after the row's outputs were delivered, long after faust's "current event" moved on.
 """
 
 from __future__ import annotations
@@ -15,22 +19,20 @@ import time
 from typing import Any
 
 import faust
+from aiokafka import AIOKafkaProducer
 from faust.types import EventT, StreamT
 from pydantic import TypeAdapter
 
-from agentwire.kafka import partition_for
+from agentwire.kafka import make_producer, partition_for
 from agentwire.kafka.metrics import counter, gauge
-from agentwire.processor.pipeline import Batch, Shipper
+from agentwire.processor.pipeline import Pipeline, Records
 from agentwire.processor.row import Row
 from agentwire.processor.sequencer import Limits, Sequencer
 from agentwire.schema import (
-    CancelTask,
     ControlCommand,
     DecodeError,
     InternalType,
     RawEvent,
-    TaskState,
-    TaskStatus,
     TaskSubmitted,
     decode,
     decode_as,
@@ -74,68 +76,77 @@ class Processor:
         raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
         self.inbound = self.app.topic(topics.tasks, topics.control, **raw)
         self.raw_topic = self.app.topic(topics.events_raw, **raw)
-        self.events_topic = self.app.topic(topics.events, **raw)
-        self.state_topic = self.app.topic(topics.task_state, **raw)
-        self.control_topic = self.app.topic(topics.control, **raw)
-        self.dlq_topic = self.app.topic(topics.dlq, **raw)
         schema = faust.Schema(key_type=str, key_serializer="raw", value_serializer="json")
         self.rows_table = self.app.Table("workflows", default=None, schema=schema, partitions=kafka.partitions)
         self.tasks_table = self.app.Table("tasks", default=None, schema=schema, partitions=kafka.partitions)
-        self.sequencer = Sequencer(Limits(conf.default_token_budget, tuple(conf.budget_thresholds),
-                                          conf.workflow_timeout_s))
-        self.rows: dict[str, Row] = {}
-        self.shipper = Shipper(self)
+        self.topic_events = topics.events
+        self.topic_state = topics.task_state
+        self.topic_control = topics.control
+        self.topic_dlq = topics.dlq
+        sequencer = Sequencer(Limits(conf.default_token_budget, tuple(conf.budget_thresholds), conf.workflow_timeout_s))
+        self.pipeline = Pipeline(sequencer, self, kafka.partitions)
+        self.producer: AIOKafkaProducer | None = None
         self.ready = False
-        self._dead = counter("agentwire_processor_dlq_records_total", "Records sent to the dead-letter topic",
-                             ["source_topic"])
-        raw_in = counter("agentwire_processor_events_processed_total", "Raw records processed", ["outcome"])
-        self._raw_sequenced = raw_in.labels("sequenced")
-        self._raw_absorbed = raw_in.labels("absorbed")
-        self._raw_dead = raw_in.labels("dead_letter")
-        self._active = gauge("agentwire_processor_workflows_active", "Workflows held in the working set")
+        self._stream: StreamT[bytes] | None = None
+        self._admit_dead = counter("agentwire_processor_dlq_records_total", "Records sent to the dead-letter topic",
+                                   ["source_topic"])
+        self._rebalances = counter("agentwire_processor_rebalances_total", "Partition assignments received")
+        self._table_rows = gauge("agentwire_processor_table_rows", "Rows held in each table", ["table"])
         self._wire()
 
-    # --- ports used by the Shipper -------------------------------------------------
+    # --- ports used by the Pipeline ----------------------------------------------------
 
-    async def save_row(self, workflow_id: str, row: dict[str, Any]) -> None:
-        await self._store(self.rows_table, workflow_id, row)
-        if TaskStatus(row["status"]).terminal:
-            # Only now may the working set drop a finished row: until the table holds the
-            # terminal snapshot, a late event would be sequenced against a stale row.
-            self.rows.pop(workflow_id, None)
-
-    async def save_task(self, task: TaskSubmitted) -> None:
-        if self.tasks_table.get(task.workflow_id) is None:
-            await self._store(self.tasks_table, task.workflow_id, task.model_dump(mode="json"))
-
-    async def _store(self, table: Any, key: str, value: dict[str, Any]) -> None:
-        """Write a table row from outside a stream's event context.
-
-        The Shipper writes rows after their outputs were delivered, when faust's
-        "current event" is some later event; so the changelog partition is computed from
-        the key (the same murmur2 placement as every agentwire topic) instead. The record
-        goes straight to the producer (faust's ``send_soon`` buffer costs more than the
-        rest of a row write); faust flushes the producer before it commits offsets.
-        """
-        table.data[key] = value
-        # Same bytes as faust's own changelog writes (json key and value), which recovery decodes.
-        await self.app.producer.send(table.changelog_topic.get_topic_name(), dumps(key), dumps(value),
-                                     partition_for(key, self.settings.kafka.partitions), None, None)
+    def load_row(self, workflow_id: str) -> Row | None:
+        stored = self.rows_table.get(workflow_id)
+        return Row.model_validate(stored) if stored else None
 
     def load_task(self, workflow_id: str) -> TaskSubmitted | None:
         data = self.tasks_table.get(workflow_id)
         return TaskSubmitted.model_validate(data) if data else None
 
-    async def publish_state(self, state: TaskState) -> None:
-        await self.state_topic.send(key=state.workflow_id.encode(), value=encode(state))
+    def row_records(self, snapshots: dict[str, dict[str, Any]]) -> tuple[str, Records]:
+        return self._changelog(self.rows_table, snapshots)
 
-    async def publish_command(self, command: CancelTask) -> None:
-        await self.control_topic.send(key=command.workflow_id.encode(), value=encode(command))
+    def task_records(self, tasks: list[TaskSubmitted]) -> tuple[str, Records]:
+        fresh = {t.workflow_id: t.model_dump(mode="json") for t in tasks if self.tasks_table.get(t.workflow_id) is None}
+        return self._changelog(self.tasks_table, fresh)
+
+    def _changelog(self, table: Any, rows: dict[str, dict[str, Any]]) -> tuple[str, Records]:
+        """Put rows in a table and return its changelog records (faust's own encoding: json key and value)."""
+        records: Records = {}
+        partitions = self.settings.kafka.partitions
+        data = table.data
+        for key, value in rows.items():
+            data[key] = value
+            records.setdefault(partition_for(key, partitions), []).append((dumps(key), dumps(value)))
+        return table.changelog_topic.get_topic_name(), records
+
+    def forget(self, workflow_id: str) -> None:
+        """A workflow ended and its terminal row is stored: nothing to keep in memory for it."""
+
+    def dead_letter(self, record: Any, reason: str) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]:
+        message = record.message
+        headers = [
+            ("reason", reason[:2000].encode()),
+            ("source_topic", message.topic.encode()),
+            ("source_partition", str(message.partition).encode()),
+            ("source_offset", str(message.offset).encode()),
+            ("service", b"processor"),
+        ]
+        return message.key, message.value, headers
+
+    async def ack(self, records: list[Any]) -> None:
+        stream = self._stream
+        if stream is None:
+            return
+        for event in records:
+            await stream.ack(event)
 
     # --- agents ---------------------------------------------------------------------
 
     def _wire(self) -> None:
         app = self.app
+        pipeline = self.pipeline
 
         @app.agent(self.inbound, name="admit")
         async def admit(stream: StreamT[bytes]) -> None:
@@ -144,39 +155,46 @@ class Processor:
 
         @app.agent(self.raw_topic, name="sequence")
         async def sequence(stream: StreamT[bytes]) -> None:
-            manual = stream.noack()
+            manual = self._stream = stream.noack()
+            add = pipeline.add
             async for event in manual.events():
-                await self._sequence(manual, event)
+                message = event.message
+                add(event, message.key, message.value)
+                if pipeline.full:
+                    await pipeline.room()
 
         @app.task
         async def ship() -> None:
-            await self.shipper.run()
+            self.producer = make_producer(self.settings.kafka, linger_ms=0, max_batch_size=1024 * 1024)
+            await self.producer.start()
+            pipeline.producer = self.producer
+            try:
+                await pipeline.run()
+            finally:
+                await self.producer.stop()
 
         @app.timer(self.settings.processor.timeout_check_interval_s)
         async def find_silent_workflows() -> None:
             await self._time_out_silent()
+            self._table_rows.labels("workflows").set(len(self.rows_table.data))
+            self._table_rows.labels("tasks").set(len(self.tasks_table.data))
 
         @app.on_rebalance_complete.connect
         async def _ready(sender: Any = None, **_: Any) -> None:
             self.ready = True
 
+        @app.on_partitions_assigned.connect
+        async def _assigned(sender: Any = None, assigned: Any = None, **_: Any) -> None:
+            self._rebalances.inc()
+
         @app.on_partitions_revoked.connect
         async def _revoked(sender: Any = None, revoked: Any = None, **_: Any) -> None:
             self.ready = False
-            self.rows.clear()
-
-    async def _dead_letter(self, event: EventT, reason: str) -> None:
-        message = event.message
-        headers = [
-            ("reason", reason[:2000].encode()),
-            ("source_topic", message.topic.encode()),
-            ("source_partition", str(message.partition).encode()),
-            ("source_offset", str(message.offset).encode()),
-            ("service", b"processor"),
-        ]
-        log.warning("dead-lettering %s[%d]@%d: %s", message.topic, message.partition, message.offset, reason[:300])
-        await self.dlq_topic.send(key=message.key, value=message.value, headers=headers)
-        self._dead.labels(message.topic).inc()
+            # Ship and acknowledge what was read before the partitions move: the next owner
+            # then starts after it, from rows that remember it.
+            if pipeline.producer is not None:
+                await pipeline.drain()
+            pipeline.rows.clear()
 
     async def _admit(self, event: EventT) -> None:
         message = event.message
@@ -192,69 +210,26 @@ class Processor:
                                workflow_id=command.workflow_id, type="_CONTROL",
                                payload=command.model_dump(mode="json"))
         except DecodeError as exc:
-            await self._dead_letter(event, str(exc))
+            key, value, headers = self.dead_letter(event, str(exc))
+            log.warning("dead-lettering %s[%d]@%d: %s", message.topic, message.partition, message.offset,
+                        str(exc)[:300])
+            await self.app.producer.send(self.topic_dlq, key, value, None, None, headers)
+            self._admit_dead.labels(message.topic).inc()
             return
         await self.raw_topic.send(key=raw.workflow_id.encode(), value=encode(raw))
-
-    async def _sequence(self, stream: StreamT[bytes], event: EventT) -> None:
-        """Sequence one raw record; its outputs and row join the Shipper's open batch."""
-        async with self.shipper.adding:
-            await self._add(self.shipper.current, stream, event)
-        self._active.set(len(self.rows))
-        await self.shipper.added()
-
-    async def _add(self, batch: Batch, stream: StreamT[bytes], event: EventT) -> None:
-        batch.size += 1
-        batch.acks.append(lambda: stream.ack(event))
-        message = event.message
-        try:
-            raw = decode(RawEvent, message.value)
-        except DecodeError as exc:
-            await self._dead_letter(event, str(exc))
-            self._raw_dead.inc()
-            return
-        key = message.key
-        if key != raw.workflow_id.encode():
-            await self._dead_letter(event, "record key does not match workflow_id")
-            self._raw_dead.inc()
-            return
-        workflow_id = raw.workflow_id
-        outcome = self.sequencer.apply(self._row(workflow_id), raw, time.time())
-        if outcome.row is not None:
-            self.rows[workflow_id] = batch.rows[workflow_id] = outcome.row
-            if outcome.state_changed:
-                batch.changed.add(workflow_id)
-        if outcome.task is not None:
-            batch.tasks.append(outcome.task)
-        batch.commands.extend(outcome.commands)
-        if not outcome.events:
-            self._raw_absorbed.inc()
-            return
-        send = self.app.producer.send
-        topic = self.events_topic.get_topic_name()
-        for output in outcome.events:
-            batch.sent.append((output, await send(topic, key, encode(output), None, None, None)))
-        self._raw_sequenced.inc()
-
-    def _row(self, workflow_id: str) -> Row | None:
-        row = self.rows.get(workflow_id)
-        if row is not None:
-            return row
-        stored = self.rows_table.get(workflow_id)
-        return Row.model_validate(stored) if stored else None
 
     async def _time_out_silent(self) -> None:
         limit = self.settings.processor.workflow_timeout_s
         now = time.time()
+        live = self.pipeline.rows
         candidates: dict[str, Row] = {}
         for workflow_id, stored in list(self.rows_table.items()):
-            if stored and workflow_id not in self.rows:
+            if stored and workflow_id not in live:
                 candidates[workflow_id] = Row.model_validate(stored)
-        candidates.update(self.rows)
+        candidates.update(live)
         for workflow_id, row in candidates.items():
             if row.terminal or row.status.value == "TASK_STATUS_PAUSED" or now - row.last_activity < limit:
                 continue
             raw = RawEvent(event_id=f"{workflow_id}:timeout:{int(now)}", workflow_id=workflow_id,
                            type=InternalType.TIMEOUT)
             await self.raw_topic.send(key=workflow_id.encode(), value=encode(raw))
-

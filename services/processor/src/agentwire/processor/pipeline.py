@@ -1,15 +1,24 @@
-"""Ships the sequencer's outcomes, one batch at a time: outputs, then rows, then acks.
+"""The processor's hot path: raw records in, sequenced events out, one batch at a time.
 
-Order matters for crash safety. A raw event is acknowledged (and so its offset may
-be committed, which faust does only after flushing the producer) only after its
-batch's output events were delivered and the rows' snapshots, taken when the batch
-was sequenced, were written to the table. A crash at any point therefore either
-replays the event against an older row (same seq: readers drop the duplicate) or
-finds it already remembered in the row.
+``Pipeline.add`` runs for every raw record, synchronously and without I/O: it
+decodes the record (one event, or a frame of several events of one workflow),
+lets the Sequencer advance the workflow's row, and appends the encoded outputs to
+the open batch, grouped by partition. ``Pipeline.run`` ships batches:
 
-Batching amortises the per-event costs (delivery waits, table writes, state
-publishes, acks, metrics) and lets the sequencer work on the next batch while this
-one is in flight.
+1. the outputs, as one producer batch per partition, and waits for their delivery;
+2. then the rows' snapshots (taken when the batch closed) to the table's
+   changelog, task states, control commands and dead letters, and waits for those;
+3. then acknowledges the batch's raw records, so faust may commit their offsets.
+
+Order matters for crash safety: a raw record is acknowledged only after its
+outputs and the row that remembers it are both in Kafka. A crash at any point
+either replays the record against an older row (same seq numbers: readers drop
+the duplicates) or finds it already remembered in the row.
+
+A batch closes as soon as the previous one's outputs are delivered: at light load
+a batch is one record (no added latency); under load it is everything sequenced
+meanwhile, which spreads the per-batch costs (deliveries, row writes, metrics)
+over many events. Step 1 of a batch overlaps step 2 of the one before it.
 """
 
 from __future__ import annotations
@@ -17,136 +26,371 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, Protocol
 
-from agentwire.kafka.metrics import LATENCY_BUCKETS, counter, histogram
+import orjson
+from pydantic import ValidationError
+
+from agentwire.kafka import partition_for
+from agentwire.kafka.metrics import LATENCY_BUCKETS, counter, gauge, histogram
 from agentwire.processor.row import Row
-from agentwire.schema import CancelTask, Event, TaskState, TaskSubmitted, utcnow
+from agentwire.processor.sequencer import Outcome, Sequencer
+from agentwire.schema import CancelTask, InternalType, RawEvent, TaskState, TaskSubmitted, dumps, encode, utcnow
 
 log = logging.getLogger(__name__)
+
+BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+FRAME_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64)
+
+Records = dict[int, list[tuple[bytes, bytes]]]  # partition → (key, value) in send order
 
 
 @dataclass
 class Batch:
-    """What the raw events sequenced since the last shipment produced."""
+    """What the raw records sequenced since the last batch closed produced."""
 
-    sent: list[tuple[Event, Awaitable[Any]]] = field(default_factory=list)  # outputs and their deliveries
+    outputs: Records = field(default_factory=dict)  # for the events topic
+    firsts: list[tuple[str, int, int]] = field(default_factory=list)  # (workflow, partition, index) of seq 1
     rows: dict[str, Row] = field(default_factory=dict)  # rows the batch advanced (live objects)
     snapshots: dict[str, dict[str, Any]] = field(default_factory=dict)  # rows as of the batch's close
     changed: set[str] = field(default_factory=set)  # workflows whose task state changed
-    tasks: list[TaskSubmitted] = field(default_factory=list)  # tasks to (re)store
+    tasks: list[TaskSubmitted] = field(default_factory=list)  # tasks to store
     commands: list[CancelTask] = field(default_factory=list)
-    acks: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
-    size: int = 0  # raw records
+    dead: list[tuple[Any, str]] = field(default_factory=list)  # (record, reason) for the dead-letter topic
+    acks: list[Any] = field(default_factory=list)  # raw records to acknowledge, in order
+    records: int = 0  # raw records
+    events: int = 0  # raw events in them (a frame holds several)
+    absorbed: int = 0  # raw events that changed a row but published nothing (or nothing at all)
+    published: int = 0  # outputs
+    derived: dict[str, int] = field(default_factory=dict)  # outputs the processor added, by type
+    terminal: dict[str, int] = field(default_factory=dict)  # workflows that ended, by status
     started: float = field(default_factory=time.monotonic)
 
     def close(self) -> None:
-        """Snapshot the rows now: later events advance the same Row objects in place."""
+        """Snapshot the rows now: later records advance the same Row objects in place."""
         self.snapshots = {workflow_id: row.dump() for workflow_id, row in self.rows.items()}
 
 
 class Ports(Protocol):
-    """What the shipper writes to; the faust app provides the real ones."""
+    """What the pipeline reads and writes besides its producer; the faust app provides them."""
 
-    async def save_row(self, workflow_id: str, row: dict[str, Any]) -> None: ...
-    async def save_task(self, task: TaskSubmitted) -> None: ...
+    topic_events: str
+    topic_state: str
+    topic_control: str
+    topic_dlq: str
+
+    def load_row(self, workflow_id: str) -> Row | None: ...
     def load_task(self, workflow_id: str) -> TaskSubmitted | None: ...
-    async def publish_state(self, state: TaskState) -> None: ...
-    async def publish_command(self, command: CancelTask) -> None: ...
+    def row_records(self, snapshots: dict[str, dict[str, Any]]) -> tuple[str, Records]: ...
+    def task_records(self, tasks: list[TaskSubmitted]) -> tuple[str, Records]: ...
+    def forget(self, workflow_id: str) -> None: ...
+    def dead_letter(self, record: Any, reason: str) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]: ...
+    async def ack(self, records: list[Any]) -> None: ...
 
 
-class Shipper:
-    """Ships what the sequencer adds to the open batch, one batch at a time.
+class Producer(Protocol):
+    """The parts of aiokafka's AIOKafkaProducer the pipeline uses."""
 
-    The sequencer adds every raw event's outcome to ``current`` (outputs already handed
-    to the producer) and calls ``added``. Whenever the previous shipment is done, the
-    open batch is closed and shipped: at light load a batch is one event (no added
-    latency); under load it is everything sequenced while the previous one shipped.
-    """
+    def create_batch(self) -> Any: ...
+    async def send_batch(self, batch: Any, topic: str, *, partition: int) -> asyncio.Future[Any]: ...
+    async def send(self, topic: str, value: bytes | None = None, key: bytes | None = None, partition: int | None = None,
+                   headers: Any = None) -> asyncio.Future[Any]: ...
 
-    def __init__(self, ports: Ports, *, max_batch: int = 5000) -> None:
+
+@lru_cache(maxsize=65536)
+def _partition(workflow_id: str, partitions: int) -> int:
+    return partition_for(workflow_id, partitions)
+
+
+class Pipeline:
+    def __init__(self, sequencer: Sequencer, ports: Ports, partitions: int, *, max_batch: int = 5000) -> None:
+        self._sequencer = sequencer
         self._ports = ports
+        self._partitions = partitions
         self._max_batch = max_batch
+        self.producer: Producer | None = None  # set once the worker's producer started
+        self.rows: dict[str, Row] = {}  # the working set: rows of workflows not yet ended
         self.current = Batch()
-        # Held by the sequencer while it adds one event (it awaits the producer meanwhile):
-        # a batch must not close between a row's advance and the hand-over of its outputs.
-        self.adding = asyncio.Lock()
         self._pending = asyncio.Event()
+        self._idle = asyncio.Event()  # set while nothing is open or being shipped
         self._room = asyncio.Event()
         self._room.set()
-        self._first_offsets: dict[str, int] = {}
-        self._derived = counter("agentwire_processor_events_derived_total", "Derived events published", ["type"])
-        self._derived_by_type: dict[str, Any] = {}
+        self._finishing: asyncio.Task[None] | None = None
+        received = counter("agentwire_processor_events_processed_total", "Raw events processed", ["outcome"])
+        self._sequenced = received.labels("sequenced")
+        self._absorbed = received.labels("absorbed")
+        self._dead = received.labels("dead_letter")
+        self._records = counter("agentwire_processor_records_received_total", "Raw records read (an event or a frame)")
         self._published = counter("agentwire_processor_events_published_total", "Sequenced events published")
-        self._terminal = counter(
-            "agentwire_processor_tasks_terminal_total", "Tasks that reached a terminal status", ["status"]
-        )
-        self._latency = histogram(
-            "agentwire_processor_ship_seconds", "Raw event read to row saved", buckets=LATENCY_BUCKETS
-        )
+        self._derived = counter("agentwire_processor_events_derived_total", "Derived events published", ["type"])
+        self._terminal = counter("agentwire_processor_tasks_terminal_total", "Tasks that reached a terminal status",
+                                 ["status"])
+        self._sent = counter("agentwire_processor_records_sent_total", "Records written, by topic", ["topic"])
+        self._dlq = counter("agentwire_processor_dlq_records_total", "Records sent to the dead-letter topic",
+                            ["source_topic"])
+        self._latency = histogram("agentwire_processor_ship_seconds", "Batch opened to its records acknowledged",
+                                  buckets=LATENCY_BUCKETS)
+        self._batch_records = histogram("agentwire_processor_batch_records", "Raw records per shipped batch",
+                                        buckets=BATCH_BUCKETS)
+        self._frame_events = histogram("agentwire_processor_frame_events", "Events per raw record (frame size)",
+                                       buckets=FRAME_BUCKETS)
+        self._active = gauge("agentwire_processor_workflows_active", "Workflows held in the working set")
+        self._children: dict[tuple[Any, str], Any] = {}
 
-    async def added(self) -> None:
-        """Signal that ``current`` grew; waits while it is full (backpressure)."""
+    # --- per record (no I/O, no await) ------------------------------------------------
+
+    @property
+    def full(self) -> bool:
+        return self.current.records >= self._max_batch
+
+    async def room(self) -> None:
+        """Wait until the open batch may grow again (backpressure when shipping lags)."""
+        self._room.clear()
         self._pending.set()
-        if self.current.size >= self._max_batch:
-            self._room.clear()
-            await self._room.wait()
+        await self._room.wait()
+
+    def add(self, record: Any, key: bytes | None, value: bytes | None) -> None:
+        """Sequence one raw record (an event, or a frame of events of one workflow) into the open batch."""
+        batch = self.current
+        batch.records += 1
+        batch.acks.append(record)
+        self._pending.set()
+        self._idle.clear()
+        try:
+            raws = decode_record(key, value)
+        except ValueError as exc:
+            batch.dead.append((record, str(exc)))
+            return
+        batch.events += len(raws)
+        if len(raws) != 1:
+            self._frame_events.observe(len(raws))
+        now = time.time()
+        for raw in raws:
+            self._apply(batch, raw, now)
+
+    def _apply(self, batch: Batch, raw: RawEvent, now: float) -> None:
+        workflow_id = raw.workflow_id
+        row = self.rows.get(workflow_id)
+        if row is None:
+            row = self._ports.load_row(workflow_id)
+        outcome: Outcome = self._sequencer.apply(row, raw, now)
+        if outcome.row is not None:
+            self.rows[workflow_id] = batch.rows[workflow_id] = outcome.row
+            if outcome.state_changed:
+                batch.changed.add(workflow_id)
+                if outcome.row.terminal:
+                    status = outcome.row.status.value
+                    batch.terminal[status] = batch.terminal.get(status, 0) + 1
+        if outcome.task is not None:
+            batch.tasks.append(outcome.task)
+            batch.changed.add(workflow_id)
+        if outcome.commands:
+            batch.commands.extend(outcome.commands)
+        events = outcome.events
+        if not events:
+            batch.absorbed += 1
+            return
+        partition = _partition(workflow_id, self._partitions)
+        queue = batch.outputs.get(partition)
+        if queue is None:
+            queue = batch.outputs[partition] = []
+        key = workflow_id.encode()
+        own = 0 if raw.type == InternalType.TIMEOUT else 1  # the raw event's own output comes first
+        for n, event in enumerate(events):
+            if event["seq"] == 1:
+                batch.firsts.append((workflow_id, partition, len(queue)))
+            queue.append((key, dumps(event)))
+            if n >= own:
+                kind = event["type"]
+                batch.derived[kind] = batch.derived.get(kind, 0) + 1
+        batch.published += len(events)
+
+    # --- per batch ------------------------------------------------------------------
 
     async def run(self) -> None:
+        """Ship batches until cancelled (a faust app task)."""
         while True:
-            await self._pending.wait()
+            if not self.current.records:
+                if self._finishing is not None:
+                    await self._finishing
+                    self._finishing = None
+                if not self.current.records:
+                    self._idle.set()
+                    await self._pending.wait()
             self._pending.clear()
-            async with self.adding:
-                batch, self.current = self.current, Batch()
-                batch.close()
+            batch = self.current
+            if not batch.records:
+                continue
+            self.current = Batch()
+            batch.close()
             self._room.set()
-            await self._ship(batch)
+            await self._deliver(batch)
+            if self._finishing is not None:
+                await self._finishing
+            self._finishing = asyncio.create_task(self._finish(batch))
 
-    async def _ship(self, batch: Batch) -> None:
-        changed = set(batch.changed)
-        if batch.sent:
-            derived: dict[str, int] = {}
-            for event, delivery in batch.sent:
-                meta = await delivery  # already a future: cheaper than gathering into a new one
-                if event.seq == 1:
-                    self._first_offsets[event.workflow_id] = int(meta.offset)
-                    changed.add(event.workflow_id)
-                if event.type == "STREAM_END" or event.event_id.count(":") >= 2:
-                    derived[event.type] = derived.get(event.type, 0) + 1
-            for kind, count in derived.items():
-                self._derived_child(kind).inc(count)
-            self._published.inc(len(batch.sent))
-        for task in batch.tasks:
-            await self._ports.save_task(task)
-            changed.add(task.workflow_id)
-        rows = batch.snapshots
-        for workflow_id, snapshot in rows.items():
-            first = self._first_offsets.get(workflow_id)
-            if first is not None and snapshot.get("first_offset") is None:
-                snapshot["first_offset"] = first
-            await self._ports.save_row(workflow_id, snapshot)
-        for workflow_id in changed & rows.keys():
-            row = Row.model_validate(rows[workflow_id])
-            task = self._ports.load_task(workflow_id)
-            if task is not None:
-                await self._ports.publish_state(state_of(task, row))
-            if row.terminal:
-                self._terminal.labels(row.status.value).inc()
-                self._first_offsets.pop(workflow_id, None)
-        for command in batch.commands:
-            await self._ports.publish_command(command)
-        for ack in batch.acks:
-            await ack()
+    async def drain(self) -> None:
+        """Wait until every record added so far is shipped and acknowledged (before a rebalance)."""
+        self._pending.set()
+        await self._idle.wait()
+
+    async def _deliver(self, batch: Batch) -> None:
+        """Step 1: publish the outputs and wait for Kafka."""
+        if not batch.outputs:
+            return
+        sent = await self._send(self._ports.topic_events, batch.outputs)
+        bases = {partition: [] for partition in batch.outputs}
+        for partition, delivery, count in sent:
+            meta = await delivery
+            bases[partition].append((int(meta.offset), count))
+        for workflow_id, partition, index in batch.firsts:
+            offset = _offset_of(bases[partition], index)
+            # Where the workflow's history starts: in this batch's snapshot and, before the next
+            # batch closes, in the live row; the task state carries it to the edge.
+            batch.rows[workflow_id].first_offset = offset
+            snapshot = batch.snapshots.get(workflow_id)
+            if snapshot is not None and snapshot.get("first_offset") is None:
+                snapshot["first_offset"] = offset
+            batch.changed.add(workflow_id)
+
+    async def _finish(self, batch: Batch) -> None:
+        """Step 2: rows, tasks, states, commands and dead letters into Kafka; then the acks."""
+        ports = self._ports
+        deliveries: list[Awaitable[Any]] = []
+        snapshots = batch.snapshots
+        if batch.tasks:
+            deliveries += [d for _, d, _ in await self._send(*ports.task_records(batch.tasks))]
+        if snapshots:
+            deliveries += [d for _, d, _ in await self._send(*ports.row_records(snapshots))]
+        states = self._states(batch, snapshots)
+        if states:
+            deliveries += [d for _, d, _ in await self._send(ports.topic_state, states)]
+        if batch.commands:
+            commands: Records = {}
+            for command in batch.commands:
+                partition = _partition(command.workflow_id, self._partitions)
+                commands.setdefault(partition, []).append((command.workflow_id.encode(), encode(command)))
+            deliveries += [d for _, d, _ in await self._send(ports.topic_control, commands)]
+        deliveries += [await self._dead_letter(record, reason) for record, reason in batch.dead]
+        for delivery in deliveries:
+            await delivery
+        for workflow_id, snapshot in snapshots.items():
+            if snapshot["status"] in _TERMINAL_VALUES:
+                # Only now may the working set drop a finished row: until the table holds the
+                # terminal snapshot, a late event would be sequenced against a stale row.
+                if self.rows.get(workflow_id) is batch.rows[workflow_id]:
+                    del self.rows[workflow_id]
+                ports.forget(workflow_id)
+        await ports.ack(batch.acks)
+        self._account(batch)
+
+    def _states(self, batch: Batch, snapshots: dict[str, dict[str, Any]]) -> Records:
+        states: Records = {}
+        for workflow_id in batch.changed:
+            snapshot = snapshots.get(workflow_id)
+            if snapshot is None:
+                continue
+            task = self._ports.load_task(workflow_id)  # tasks of this batch were stored just before
+            if task is None:
+                continue
+            state = state_of(task, Row.model_validate(snapshot))
+            partition = _partition(workflow_id, self._partitions)
+            states.setdefault(partition, []).append((workflow_id.encode(), encode(state)))
+        return states
+
+    async def _send(self, topic: str, records: Records) -> list[tuple[int, asyncio.Future[Any], int]]:
+        """Hand records to the producer as one batch per partition (several if one fills up)."""
+        producer = self.producer
+        assert producer is not None, "the pipeline's producer is not started"
+        sent: list[tuple[int, asyncio.Future[Any], int]] = []
+        for partition, items in records.items():
+            builder = producer.create_batch()
+            count = 0
+            for key, value in items:
+                if builder.append(key=key, value=value, timestamp=None) is None:
+                    sent.append((partition, await producer.send_batch(builder, topic, partition=partition), count))
+                    builder, count = producer.create_batch(), 0
+                    if builder.append(key=key, value=value, timestamp=None) is None:
+                        raise ValueError(f"a record of {len(value)} bytes does not fit a producer batch")
+                count += 1
+            sent.append((partition, await producer.send_batch(builder, topic, partition=partition), count))
+            self._child(self._sent, topic).inc(len(items))
+        return sent
+
+    async def _dead_letter(self, record: Any, reason: str) -> asyncio.Future[Any]:
+        assert self.producer is not None
+        key, value, headers = self._ports.dead_letter(record, reason)
+        source = dict(headers).get("source_topic", b"").decode()
+        log.warning("dead-lettering a record of %s: %s", source, reason[:300])
+        self._child(self._dlq, source).inc()
+        self._dead.inc()
+        return await self.producer.send(self._ports.topic_dlq, value, key=key, headers=headers)
+
+    def _account(self, batch: Batch) -> None:
+        """Metrics, once per batch: nothing on the per-record path touches a metric."""
+        self._records.inc(batch.records)
+        self._batch_records.observe(batch.records)
+        if batch.published:
+            self._published.inc(batch.published)
+        if batch.events > batch.absorbed:
+            self._sequenced.inc(batch.events - batch.absorbed)
+        if batch.absorbed:
+            self._absorbed.inc(batch.absorbed)
+        for kind, count in batch.derived.items():
+            if count:
+                self._child(self._derived, kind).inc(count)
+        for status, count in batch.terminal.items():
+            self._child(self._terminal, status).inc(count)
+        self._active.set(len(self.rows))
         self._latency.observe(time.monotonic() - batch.started)
 
-    def _derived_child(self, kind: str) -> Any:
-        child = self._derived_by_type.get(kind)
+    def _child(self, metric: Any, label: str) -> Any:
+        child = self._children.get((metric, label))
         if child is None:
-            child = self._derived_by_type[kind] = self._derived.labels(kind)
+            child = self._children[(metric, label)] = metric.labels(label)
         return child
+
+
+_TERMINAL_VALUES = frozenset({"TASK_STATUS_COMPLETED", "TASK_STATUS_FAILED", "TASK_STATUS_CANCELLED",
+                              "TASK_STATUS_TIMEOUT"})
+
+
+def decode_record(key: bytes | None, value: bytes | None) -> list[RawEvent]:
+    """A raw record's events: one JSON object, or a frame (a JSON array) of one workflow's events.
+
+    Raises ValueError (with a reason for the dead-letter topic) when any part is malformed;
+    a frame is taken whole or not at all.
+    """
+    if value is None:
+        raise ValueError("record has no value")
+    try:
+        data = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"cannot decode RawEvent: {exc}") from exc
+    items: Iterable[Any] = data if isinstance(data, list) else (data,)
+    try:
+        raws = [RawEvent.model_validate(item) for item in items]
+    except ValidationError as exc:
+        raise ValueError(f"cannot decode RawEvent: {exc}") from exc
+    if not raws:
+        raise ValueError("empty frame")
+    for raw in raws:
+        if key != raw.workflow_id.encode():
+            raise ValueError("record key does not match workflow_id")
+    return raws
+
+
+def _offset_of(bases: list[tuple[int, int]], index: int) -> int:
+    """The offset of the index-th record sent to a partition, given its batches' (base offset, count)."""
+    for base, count in bases:
+        if index < count:
+            return base + index
+        index -= count
+    raise IndexError(index)
 
 
 def state_of(task: TaskSubmitted, row: Row) -> TaskState:
@@ -169,3 +413,4 @@ def state_of(task: TaskSubmitted, row: Row) -> TaskState:
 
 def _dt(epoch: float | None) -> datetime | None:
     return datetime.fromtimestamp(epoch, UTC) if epoch else None
+

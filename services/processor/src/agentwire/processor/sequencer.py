@@ -4,6 +4,10 @@ No I/O here: the faust app (app.py) feeds events in and ships what comes out.
 Replaying the same raw event against the same row yields the same seq numbers,
 which is what makes a crash between "output written" and "row saved" harmless:
 the replayed outputs duplicate earlier ones exactly and readers drop them by seq.
+
+Outputs are plain dicts shaped exactly like an encoded ``Event`` (same keys, same
+order, ``None`` left out): the processor hands them to orjson as they are, one
+encode per event, instead of building and dumping a pydantic model per event.
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ from agentwire.processor.row import Row
 from agentwire.schema import (
     TERMINAL_TYPES,
     CancelTask,
-    Event,
     InternalType,
     RawEvent,
     TaskStatus,
@@ -32,11 +35,14 @@ class Limits:
     timeout_s: float
 
 
+Output = dict[str, Any]  # one sequenced event, shaped like an encoded Event
+
+
 @dataclass
 class Outcome:
     row: Row | None  # the advanced row, or None when the event changed nothing
     task: TaskSubmitted | None = None  # set when the task must be (re)stored
-    events: list[Event] = field(default_factory=list)
+    events: list[Output] = field(default_factory=list)  # wire-shaped Event dicts
     state_changed: bool = False
     commands: list[CancelTask] = field(default_factory=list)
 
@@ -103,7 +109,7 @@ class Sequencer:
         if row.status == TaskStatus.PAUSED or now - row.last_activity < self._limits.timeout_s:
             return Outcome(row=None)
         message = f"Workflow timed out after {self._limits.timeout_s:g}s without progress"
-        out: list[Event] = []
+        out: list[Output] = []
         self._emit(row, out, T.WORKFLOW_FAILED, f"{row.workflow_id}:timeout", "orchestrator", message,
                    {"error": message, "reason": "timeout"})
         self._finish(row, out, TaskStatus.TIMEOUT, now, error=message)
@@ -114,7 +120,7 @@ class Sequencer:
             return Outcome(row=None)
         row.remember(raw.event_id)
         row.last_activity = now
-        out: list[Event] = []
+        out: list[Output] = []
         changed = False
         commands: list[CancelTask] = []
         self._emit(row, out, raw.type, raw.event_id, raw.agent_id, raw.message, raw.payload, raw.timestamp)
@@ -153,7 +159,7 @@ class Sequencer:
         row.updated_at = now
         return Outcome(row=row, events=out, state_changed=changed, commands=commands)
 
-    def _progress(self, row: Row, out: list[Event], raw: RawEvent) -> bool:
+    def _progress(self, row: Row, out: list[Output], raw: RawEvent) -> bool:
         total = max(row.total_agents or row.agents_started, row.agents_completed, 1)
         percent = round(100.0 * row.agents_completed / total, 1)
         row.progress = min(row.agents_completed / total, 1.0)
@@ -162,7 +168,7 @@ class Sequencer:
                    {"completed": row.agents_completed, "total": total, "percent": percent})
         return True
 
-    def _usage(self, row: Row, out: list[Event], raw: RawEvent, payload: dict[str, Any],
+    def _usage(self, row: Row, out: list[Output], raw: RawEvent, payload: dict[str, Any],
                commands: list[CancelTask], now: float) -> bool:
         tokens = _int(payload.get("tokens_used"))
         if tokens == 0:
@@ -192,26 +198,25 @@ class Sequencer:
             commands.append(CancelTask(workflow_id=raw.workflow_id, reason=message, requested_by="processor"))
         return True
 
-    def _finish(self, row: Row, out: list[Event], status: TaskStatus, now: float, error: str | None = None) -> None:
+    def _finish(self, row: Row, out: list[Output], status: TaskStatus, now: float, error: str | None = None) -> None:
         row.status = status
         if error is not None:
             row.error = error
         row.completed_at = now
         self._emit(row, out, T.STREAM_END, f"{row.workflow_id}:end", "orchestrator", "Stream ended", None)
 
-    def _emit(self, row: Row, out: list[Event], kind: str, event_id: str, agent_id: str | None,
+    def _emit(self, row: Row, out: list[Output], kind: str, event_id: str, agent_id: str | None,
               message: str | None, payload: dict[str, Any] | None, timestamp: datetime | None = None) -> None:
         row.seq += 1
-        out.append(Event(
-            workflow_id=row.workflow_id,
-            type=kind,
-            seq=row.seq,
-            event_id=event_id,
-            agent_id=agent_id,
-            message=message,
-            payload=payload,
-            timestamp=timestamp or datetime.now(UTC),
-        ))
+        event: Output = {"workflow_id": row.workflow_id, "type": kind, "seq": row.seq, "event_id": event_id}
+        if agent_id is not None:
+            event["agent_id"] = agent_id
+        if message is not None:
+            event["message"] = message
+        if payload is not None:
+            event["payload"] = payload
+        event["timestamp"] = timestamp or datetime.now(UTC)
+        out.append(event)
 
 
 def _budget(task: TaskSubmitted, default: int) -> int:

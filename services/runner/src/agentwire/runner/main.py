@@ -29,4 +29,4 @@ def main() -> None:
             await ops
             await lag
 
-    run(run_runner)
+    run(run_runner, settings.event_loop)
