@@ -3,7 +3,7 @@
 Imports no other agentwire library.
 """
 
-from agentwire.schema.codec import DecodeError, decode, decode_as, dumps, encode
+from agentwire.schema.codec import DecodeError, decode, decode_as, dumps, encode, encode_many
 from agentwire.schema.commands import CancelTask, ControlCommand, PauseTask, ResumeTask, TaskSubmitted
 from agentwire.schema.events import TERMINAL_TYPES, Event, EventType, InternalType, RawEvent, utcnow
 from agentwire.schema.state import ControlState, TaskState, TaskStatus, Usage
@@ -31,5 +31,6 @@ __all__ = [
     "decode_as",
     "dumps",
     "encode",
+    "encode_many",
     "utcnow",
 ]

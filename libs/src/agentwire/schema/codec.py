@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import orjson
@@ -24,6 +25,11 @@ def dumps(value: Any) -> bytes:
 def encode(message: BaseModel) -> bytes:
     """Encode a schema model as compact JSON (None fields omitted)."""
     return orjson.dumps(message.model_dump(mode="python", exclude_none=True), option=_OPTIONS)
+
+
+def encode_many(messages: Sequence[BaseModel]) -> bytes:
+    """Encode schema models as one JSON array (a frame), each element as ``encode`` would."""
+    return orjson.dumps([m.model_dump(mode="python", exclude_none=True) for m in messages], option=_OPTIONS)
 
 
 def decode(model: type[M], data: bytes | None) -> M:

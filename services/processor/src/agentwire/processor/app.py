@@ -25,7 +25,7 @@ from pydantic import TypeAdapter
 
 from agentwire.kafka import make_producer, partition_for
 from agentwire.kafka.metrics import counter, gauge
-from agentwire.processor.pipeline import Pipeline, Records
+from agentwire.processor.pipeline import TERMINAL_VALUES, Pipeline, Records
 from agentwire.processor.row import Row
 from agentwire.processor.sequencer import Limits, Sequencer
 from agentwire.schema import (
@@ -181,6 +181,7 @@ class Processor:
 
         @app.on_rebalance_complete.connect
         async def _ready(sender: Any = None, **_: Any) -> None:
+            self._load_live_rows()
             self.ready = True
 
         @app.on_partitions_assigned.connect
@@ -218,16 +219,21 @@ class Processor:
             return
         await self.raw_topic.send(key=raw.workflow_id.encode(), value=encode(raw))
 
+    def _load_live_rows(self) -> None:
+        """After recovery: the rows of workflows that have not ended join the working set.
+
+        From then on the working set holds every live workflow of this worker (the pipeline adds
+        new ones and drops ended ones), so the timeout timer scans only those, never the history.
+        """
+        live = self.pipeline.rows
+        for workflow_id, stored in self.rows_table.data.items():
+            if stored and stored.get("status") not in TERMINAL_VALUES and workflow_id not in live:
+                live[workflow_id] = Row.model_validate(stored)
+
     async def _time_out_silent(self) -> None:
         limit = self.settings.processor.workflow_timeout_s
         now = time.time()
-        live = self.pipeline.rows
-        candidates: dict[str, Row] = {}
-        for workflow_id, stored in list(self.rows_table.items()):
-            if stored and workflow_id not in live:
-                candidates[workflow_id] = Row.model_validate(stored)
-        candidates.update(live)
-        for workflow_id, row in candidates.items():
+        for workflow_id, row in list(self.pipeline.rows.items()):
             if row.terminal or row.status.value == "TASK_STATUS_PAUSED" or now - row.last_activity < limit:
                 continue
             raw = RawEvent(event_id=f"{workflow_id}:timeout:{int(now)}", workflow_id=workflow_id,

@@ -39,12 +39,21 @@ from agentwire.kafka import partition_for
 from agentwire.kafka.metrics import LATENCY_BUCKETS, counter, gauge, histogram
 from agentwire.processor.row import Row
 from agentwire.processor.sequencer import Outcome, Sequencer
-from agentwire.schema import CancelTask, InternalType, RawEvent, TaskState, TaskSubmitted, dumps, encode, utcnow
+from agentwire.schema import (
+    CancelTask,
+    InternalType,
+    RawEvent,
+    TaskState,
+    TaskStatus,
+    TaskSubmitted,
+    dumps,
+    encode,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 
 BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
-FRAME_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64)
 
 Records = dict[int, list[tuple[bytes, bytes]]]  # partition → (key, value) in send order
 
@@ -125,6 +134,7 @@ class Pipeline:
         self._absorbed = received.labels("absorbed")
         self._dead = received.labels("dead_letter")
         self._records = counter("agentwire_processor_records_received_total", "Raw records read (an event or a frame)")
+        self._events = counter("agentwire_processor_events_received_total", "Raw events read (frames hold several)")
         self._published = counter("agentwire_processor_events_published_total", "Sequenced events published")
         self._derived = counter("agentwire_processor_events_derived_total", "Derived events published", ["type"])
         self._terminal = counter("agentwire_processor_tasks_terminal_total", "Tasks that reached a terminal status",
@@ -136,8 +146,6 @@ class Pipeline:
                                   buckets=LATENCY_BUCKETS)
         self._batch_records = histogram("agentwire_processor_batch_records", "Raw records per shipped batch",
                                         buckets=BATCH_BUCKETS)
-        self._frame_events = histogram("agentwire_processor_frame_events", "Events per raw record (frame size)",
-                                       buckets=FRAME_BUCKETS)
         self._active = gauge("agentwire_processor_workflows_active", "Workflows held in the working set")
         self._children: dict[tuple[Any, str], Any] = {}
 
@@ -166,8 +174,6 @@ class Pipeline:
             batch.dead.append((record, str(exc)))
             return
         batch.events += len(raws)
-        if len(raws) != 1:
-            self._frame_events.observe(len(raws))
         now = time.time()
         for raw in raws:
             self._apply(batch, raw, now)
@@ -279,7 +285,7 @@ class Pipeline:
         for delivery in deliveries:
             await delivery
         for workflow_id, snapshot in snapshots.items():
-            if snapshot["status"] in _TERMINAL_VALUES:
+            if snapshot["status"] in TERMINAL_VALUES:
                 # Only now may the working set drop a finished row: until the table holds the
                 # terminal snapshot, a late event would be sequenced against a stale row.
                 if self.rows.get(workflow_id) is batch.rows[workflow_id]:
@@ -333,6 +339,7 @@ class Pipeline:
     def _account(self, batch: Batch) -> None:
         """Metrics, once per batch: nothing on the per-record path touches a metric."""
         self._records.inc(batch.records)
+        self._events.inc(batch.events)
         self._batch_records.observe(batch.records)
         if batch.published:
             self._published.inc(batch.published)
@@ -355,8 +362,7 @@ class Pipeline:
         return child
 
 
-_TERMINAL_VALUES = frozenset({"TASK_STATUS_COMPLETED", "TASK_STATUS_FAILED", "TASK_STATUS_CANCELLED",
-                              "TASK_STATUS_TIMEOUT"})
+TERMINAL_VALUES = frozenset(status.value for status in TaskStatus if status.terminal)
 
 
 def decode_record(key: bytes | None, value: bytes | None) -> list[RawEvent]:

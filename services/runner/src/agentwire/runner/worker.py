@@ -21,10 +21,11 @@ from aiokafka.errors import KafkaError
 from pydantic import TypeAdapter
 
 from agentwire.kafka import ConsumeLoop, DeadLetters, Record, make_consumer, make_producer
-from agentwire.kafka.metrics import counter, gauge
+from agentwire.kafka.metrics import counter, gauge, histogram
+from agentwire.runner.framing import Framer
 from agentwire.runner.offsets import OffsetTracker
 from agentwire.runner.player import Player
-from agentwire.schema import ControlCommand, RawEvent, TaskSubmitted, decode, decode_as, encode
+from agentwire.schema import ControlCommand, RawEvent, TaskSubmitted, decode, decode_as, encode, encode_many
 from agentwire.service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 _control = TypeAdapter(ControlCommand)
 
 PLAY_ATTEMPTS = 5
+FRAME_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64)
 RETRY_BACKOFF_S = 1.0
 
 
@@ -41,7 +43,7 @@ class RunnerWorker:
         self._topics = settings.kafka.topics
         self._tracker = OffsetTracker()
         self._plays: dict[str, tuple[Player, asyncio.Task[None], TopicPartition]] = {}
-        self._deliveries: dict[str, list[asyncio.Future[Any]]] = {}
+        self._framers: dict[str, Framer] = {}
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self.ready = False
@@ -49,6 +51,8 @@ class RunnerWorker:
         self._finished = counter("agentwire_runner_tasks_finished_total", "Task plays ended", ["outcome"])
         self._running = gauge("agentwire_runner_tasks_running", "Task plays in progress")
         self._emitted = counter("agentwire_runner_events_emitted_total", "Raw events produced")
+        self._frames = histogram("agentwire_runner_frame_events", "Events per raw record sent (frame size)",
+                                 buckets=FRAME_BUCKETS)
 
     async def run(self, stop: asyncio.Event) -> None:
         settings = self._settings
@@ -116,13 +120,10 @@ class RunnerWorker:
         workflow_id = player.task.workflow_id
         try:
             for attempt in range(1, PLAY_ATTEMPTS + 1):
-                self._deliveries[workflow_id] = []
+                framer = self._framers[workflow_id] = Framer(self._send, on_frame=self._frames.observe)
                 try:
                     await player.play()
-                    results = await asyncio.gather(*self._deliveries[workflow_id], return_exceptions=True)
-                    failed = next((r for r in results if isinstance(r, BaseException)), None)
-                    if failed is not None:
-                        raise failed
+                    await framer.flush()
                     break
                 except KafkaError as exc:
                     if attempt == PLAY_ATTEMPTS:
@@ -140,20 +141,23 @@ class RunnerWorker:
             log.exception("play of %s failed; leaving it to be replayed", workflow_id)
         finally:
             self._plays.pop(workflow_id, None)
-            self._deliveries.pop(workflow_id, None)
+            self._framers.pop(workflow_id, None)
             self._finished.labels(outcome).inc()
             self._running.set(len(self._plays))
 
     def _emit_for(self, workflow_id: str) -> Callable[[RawEvent], Awaitable[None]]:
         async def emit(event: RawEvent) -> None:
-            assert self._producer is not None
-            delivery = await self._producer.send(
-                self._topics.events_raw, encode(event), key=event.workflow_id.encode()
-            )
-            self._deliveries.setdefault(workflow_id, []).append(delivery)
-            self._emitted.inc()
+            await self._framers[workflow_id].emit(event)
 
         return emit
+
+    async def _send(self, frame: list[RawEvent]) -> asyncio.Future[Any]:
+        """One raw record: a single event as itself, several as a frame (a JSON array)."""
+        assert self._producer is not None
+        value = encode(frame[0]) if len(frame) == 1 else encode_many(frame)
+        delivery = await self._producer.send(self._topics.events_raw, value, key=frame[0].workflow_id.encode())
+        self._emitted.inc(len(frame))
+        return delivery
 
     async def _commit(self) -> None:
         offsets = self._tracker.committable()
