@@ -56,7 +56,7 @@ system-deps:
 	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	$$SUDO apt-get update -qq && \
 	$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-		openjdk-17-jre-headless maven python3-venv curl prometheus chromium
+		openjdk-17-jre-headless maven python3-venv curl prometheus chromium postgresql
 
 clean:
 	rm -rf $(VENV) .data

@@ -82,11 +82,15 @@ def helm(*args: str | Path, check: bool = True) -> subprocess.CompletedProcess[s
     return proc
 
 
+STORE_DSN = "postgresql://agentwire@postgres:5432/agentwire"
+
+
 def value_args(case: str, tmp_dir: Path, *, bootstrap: str | None = BOOTSTRAP) -> list[str | Path]:
     spec = CASES[case]
     values = dict(spec["values"])
     if bootstrap is not None:
         values["kafka"] = {**values.get("kafka", {}), "bootstrapServers": bootstrap}
+        values["store"] = {"dsn": STORE_DSN, **values.get("store", {})}
     extra = tmp_dir / f"{case}-values.yaml"
     extra.write_text(yaml.safe_dump(values))
     args: list[str | Path] = []
@@ -498,6 +502,7 @@ def test_existing_secrets_replace_the_generated_ones(tmp_path: Path) -> None:
         "--set", "auth.existingSecret=my-keys", "--set", "auth.existingSecretKey=k.yaml",
         "--set", "auth.streamTokenSecret.existingSecret=my-token",
         "--set", "tests.apiKey.existingSecret=my-test-key",
+        "--set", "store.existingSecret=my-store",
     )
     assert of_kind(docs, "Secret") == []
     edge = deployments(docs)["edge"]["spec"]["template"]["spec"]
@@ -507,6 +512,22 @@ def test_existing_secrets_replace_the_generated_ones(tmp_path: Path) -> None:
     assert env_of(edge["containers"][0])["AGENTWIRE_AUTH__STREAM_TOKEN_SECRET"]["secretKeyRef"]["name"] == "my-token"
     (pod,) = of_kind(docs, "Pod")
     assert env_of(pod["spec"]["containers"][0])["API_KEY"]["secretKeyRef"]["name"] == "my-test-key"
+    assert env_of(edge["containers"][0])["AGENTWIRE_STORE__DSN"]["secretKeyRef"]["name"] == "my-store"
+
+
+def test_store_dsn_and_lifetimes_reach_ingest_and_edge(tmp_path: Path) -> None:
+    docs = render("default", tmp_path, "--set", "retention.tasksDays=3")
+    (secret,) = [d for d in of_kind(docs, "Secret") if d["metadata"]["name"].endswith("-store")]
+    assert secret["stringData"]["dsn"] == STORE_DSN
+    deps = deployments(docs)
+    for name in ("ingest", "edge"):
+        env = env_of(deps[name]["spec"]["template"]["spec"]["containers"][0])
+        assert env["AGENTWIRE_STORE__DSN"]["secretKeyRef"] == {"name": secret["metadata"]["name"], "key": "dsn"}
+        assert env["AGENTWIRE_RETENTION__TASKS_DAYS"] == "3"
+        assert float(env["AGENTWIRE_KAFKA__RETENTION_HOURS"]) >= 3 * 24
+    assert "AGENTWIRE_STORE__DSN" not in env_of(deps["runner"]["spec"]["template"]["spec"]["containers"][0])
+    proc = helm("template", RELEASE, CHART, *value_args("default", tmp_path), "--set", "store.dsn=", check=False)
+    assert proc.returncode != 0 and "store.dsn" in proc.stderr
 
 
 def test_notes_render(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient
 
+from tests.support import postgres
 from tests.support.wait import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -88,6 +89,13 @@ class Stack:
     partitions: int = 12
     extra_env: dict[str, str] = field(default_factory=dict)
     services: dict[str, Service] = field(default_factory=dict)
+    store_dsn: str | None = None  # default: a database named after the prefix on the tests' PostgreSQL
+
+    @property
+    def dsn(self) -> str:
+        if self.store_dsn is None:
+            self.store_dsn = postgres.database_dsn(self.prefix)
+        return self.store_dsn
 
     @property
     def base_url(self) -> str:
@@ -100,6 +108,7 @@ class Stack:
                 "AGENTWIRE_KAFKA__BOOTSTRAP_SERVERS": self.bootstrap,
                 "AGENTWIRE_KAFKA__TOPIC_PREFIX": self.prefix,
                 "AGENTWIRE_KAFKA__PARTITIONS": str(self.partitions),
+                "AGENTWIRE_STORE__DSN": self.dsn,
                 "ENVIRONMENT": "test",
                 "PYTHONUNBUFFERED": "1",
             }
@@ -139,13 +148,14 @@ class Stack:
 
     @contextmanager
     def running(self) -> Iterator[Stack]:
-        """Start the default services; on exit stop them and delete this stack's topics."""
+        """Start the default services; on exit stop them and delete this stack's topics and database."""
         try:
             self.start_default()
             yield self
         finally:
             self.stop()
             self.delete_topics()
+            postgres.drop_database(self.prefix)
 
     def delete_topics(self) -> None:
         """Delete every topic of this stack's prefix, so a long-lived broker does not pile them up."""

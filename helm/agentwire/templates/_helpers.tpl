@@ -165,7 +165,25 @@ app.kubernetes.io/component: {{ .component }}
   value: {{ $v.kafka.replicationFactor | quote }}
 - name: AGENTWIRE_KAFKA__RETENTION_HOURS
   value: {{ $v.kafka.retentionHours | quote }}
+- name: AGENTWIRE_RETENTION__TASKS_DAYS
+  value: {{ $v.retention.tasksDays | quote }}
 {{- if include "agentwire.isHttp" .component }}
+- name: AGENTWIRE_RETENTION__SWEEP_INTERVAL_S
+  value: {{ $v.retention.sweepIntervalSeconds | quote }}
+- name: AGENTWIRE_STORE__DSN
+{{- if $v.store.existingSecret }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $v.store.existingSecret | quote }}
+      key: {{ $v.store.existingSecretKey | quote }}
+{{- else }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ printf "%s-store" (include "agentwire.fullname" .root) | quote }}
+      key: dsn
+{{- end }}
+- name: AGENTWIRE_STORE__POOL_SIZE
+  value: {{ $v.store.poolSize | quote }}
 - name: AGENTWIRE_HTTP__PORT
   value: {{ (index $v .component).port | quote }}
 - name: AGENTWIRE_AUTH__KEYS_FILE

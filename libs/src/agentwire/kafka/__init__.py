@@ -5,14 +5,12 @@ from agentwire.kafka.clients import make_consumer, make_producer
 from agentwire.kafka.consume import ConsumeLoop, Record, Reject
 from agentwire.kafka.deadletters import DeadLetters
 from agentwire.kafka.partitioning import parse_position_id, partition_for, position_id
-from agentwire.kafka.stateview import TaskStateView
 
 __all__ = [
     "ConsumeLoop",
     "DeadLetters",
     "Record",
     "Reject",
-    "TaskStateView",
     "ensure_topics",
     "make_consumer",
     "make_producer",

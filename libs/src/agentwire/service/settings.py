@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, Field, field_validator
+from pydantic import AliasChoices, BaseModel, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -30,7 +30,7 @@ class KafkaSettings(BaseModel):
     topic_prefix: str = "agentwire"
     partitions: int = Field(DEFAULT_PARTITIONS, ge=1, le=1024)
     replication_factor: int = Field(1, ge=1)
-    retention_hours: float = Field(24.0, gt=0)
+    retention_hours: float = Field(168.0, gt=0)  # events, commands, raw events: ≥ retention.tasks_days
 
     @property
     def topics(self) -> Topics:
@@ -55,6 +55,25 @@ class StreamingSettings(BaseModel):
     history_readers: int = Field(4, ge=1)
     recent_cache_mb: int = Field(64, ge=0)  # edge: recent decoded events per workflow, 0 disables
     recent_cache_events: int = Field(20_000, ge=0)  # edge: at most this many cached events per workflow
+
+
+class RetentionSettings(BaseModel):
+    """How long a task lives after it ends (docs/state.md, "Lifetimes")."""
+
+    tasks_days: float = Field(7.0, gt=0)  # then its state is tombstoned and every route answers 404
+    sweep_interval_s: float = Field(60.0, gt=0)  # how often each indexer tombstones expired tasks
+
+    @property
+    def tasks_seconds(self) -> float:
+        return self.tasks_days * 86400.0
+
+
+class StoreSettings(BaseModel):
+    """The query store: PostgreSQL holding the index of the task-state topic (docs/state.md)."""
+
+    dsn: str = "postgresql://agentwire@127.0.0.1:5432/agentwire"
+    pool_size: int = Field(10, ge=1, le=100)
+    connect_timeout_s: float = Field(60.0, gt=0)  # how long a starting service retries the database
 
 
 class AuthSettings(BaseModel):
@@ -114,6 +133,18 @@ class Settings(BaseSettings):
     rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
     runner: RunnerSettings = Field(default_factory=RunnerSettings)
     processor: ProcessorSettings = Field(default_factory=ProcessorSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+
+    @model_validator(mode="after")
+    def _events_outlive_tasks(self) -> Settings:
+        # A task's stream replays its events for as long as the task lives.
+        if self.kafka.retention_hours * 3600.0 < self.retention.tasks_seconds:
+            raise ValueError(
+                f"kafka.retention_hours ({self.kafka.retention_hours}) must be at least retention.tasks_days "
+                f"({self.retention.tasks_days}) in hours: events must live as long as their tasks"
+            )
+        return self
 
     @property
     def is_dev(self) -> bool:

@@ -8,14 +8,14 @@ from aiohttp import web
 
 from agentwire.auth import Authenticator
 from agentwire.edge.hub import LiveHub
-from agentwire.edge.keys import AUTH, CLIENTS, HUB, LOG, SETTINGS, VIEW
+from agentwire.edge.keys import AUTH, CLIENTS, HUB, LOG, SETTINGS
 from agentwire.edge.recent import RecentCache
 from agentwire.edge.streams import routes
-from agentwire.kafka import TaskStateView
 from agentwire.kafka.history import EventLog
 from agentwire.service.http import base_app, enable_cors
 from agentwire.service.ops import add_ops_routes
 from agentwire.service.settings import Settings
+from agentwire.store.web import setup_store, store_ready
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -33,33 +33,30 @@ def setup(app: web.Application, settings: Settings) -> None:
     app[AUTH] = Authenticator.from_settings(settings)
     app[CLIENTS] = {}
     app.add_routes(routes)
+    setup_store(app, settings)
     app.cleanup_ctx.append(_kafka)
     app.on_shutdown.append(_drop_clients)
 
 
 def is_ready(app: web.Application) -> bool:
-    view = app.get(VIEW)
     hub = app.get(HUB)
-    return view is not None and view.ready and hub is not None and hub.ready
+    return store_ready(app) and hub is not None and hub.ready
 
 
 async def _kafka(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    view = TaskStateView(settings.kafka, service="edge")
     streaming = settings.streaming
     cache = RecentCache(max_bytes=streaming.recent_cache_mb << 20, max_events=streaming.recent_cache_events)
     hub = LiveHub(settings.kafka, cache=cache)
     log = EventLog(settings.kafka, readers=settings.streaming.history_readers)
-    await view.start()
     await log.start()
     await hub.start()
-    app[VIEW], app[HUB], app[LOG] = view, hub, log
+    app[HUB], app[LOG] = hub, log
     try:
         yield
     finally:
         await hub.stop()
         await log.stop()
-        await view.stop()
 
 
 async def _drop_clients(app: web.Application) -> None:

@@ -55,7 +55,16 @@ def sse_name_and_data(event: Event, stream_id: str) -> tuple[str, dict[str, Any]
 
 
 def not_found_frame(workflow_id: str) -> bytes:
-    data = {"workflow_id": workflow_id, "type": "ERROR_OCCURRED", "message": "Workflow not found"}
+    return _error_frame(workflow_id, "Workflow not found")
+
+
+def events_gone_frame(workflow_id: str) -> bytes:
+    """A finished workflow whose events are no longer in Kafka (expired, or never written)."""
+    return _error_frame(workflow_id, "Workflow events expired")
+
+
+def _error_frame(workflow_id: str, message: str) -> bytes:
+    data = {"workflow_id": workflow_id, "type": "ERROR_OCCURRED", "message": message}
     return b"event: ERROR_OCCURRED\ndata: " + dumps(data) + b"\n\n"
 
 

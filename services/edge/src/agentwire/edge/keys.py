@@ -4,7 +4,6 @@ from aiohttp import web
 
 from agentwire.auth import Authenticator
 from agentwire.edge.hub import LiveHub
-from agentwire.kafka import TaskStateView
 from agentwire.kafka.history import EventLog
 from agentwire.service.settings import Settings
 
@@ -12,5 +11,4 @@ SETTINGS = web.AppKey("edge_settings", Settings)
 AUTH = web.AppKey("edge_auth", Authenticator)
 HUB = web.AppKey("hub", LiveHub)
 LOG = web.AppKey("event_log", EventLog)
-VIEW = web.AppKey("edge_view", TaskStateView)
 CLIENTS = web.AppKey("clients", dict)  # live stream requests, dropped on shutdown

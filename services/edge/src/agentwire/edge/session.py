@@ -10,6 +10,11 @@ History then live, with no gap and no duplicate at the hand-over:
 A subscriber whose queue overflows goes back to step 2 from its own position.
 Events pass only in seq order (seq == last + 1), which also drops any duplicate
 the processor may have written after a crash.
+
+A workflow that has ended (or whose state is gone) but whose end the history did
+not contain will never send anything: its events expired or were never written.
+After a grace period for late writes the session stops with ``gone`` set, and the
+route answers the documented error instead of waiting forever.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from agentwire.edge.delivery import Delivery
@@ -52,7 +57,8 @@ class StreamSession:
         *,
         buffer_size: int,
         keepalive_s: float,
-        current_state: Callable[[], TaskState | None],
+        current_state: Callable[[], Awaitable[TaskState | None]],
+        gone_grace_s: float = 2.0,
     ) -> None:
         self._hub = hub
         self._log = log_
@@ -62,10 +68,12 @@ class StreamSession:
         self._buffer_size = buffer_size
         self._keepalive_s = keepalive_s
         self._current_state = current_state
+        self._gone_grace_s = gone_grace_s
         self._partition = log_.partition_of(state.workflow_id)
         self._last_seq: int | None = resume.after_seq if resume.position is None else None
         self._next_offset = 0
         self.finished = False
+        self.gone = False  # ended without its end in Kafka: expired or never written
         self._delivered = counter("agentwire_edge_events_delivered_total", "Events written to clients", ["protocol"])
         self._read = counter("agentwire_edge_history_events_total", "History events read by sessions", ["source"])
         self._latency = histogram(
@@ -85,8 +93,11 @@ class StreamSession:
             while not self.finished:
                 sub.rejoin()
                 await self._catch_up(sink, protocol)
-                if self.finished or self._ended_before_resume_point():
+                if self.finished or await self._ended_before_resume_point():
                     self.finished = True
+                    return
+                if await self._ended_elsewhere() and await self._nothing_more(sub, sink, protocol):
+                    self.gone = True
                     return
                 await self._live(sub, sink, protocol)
         except ConnectionResetError:  # aiohttp's ClientConnectionResetError: the client left
@@ -212,9 +223,37 @@ class StreamSession:
             return None
         return position[1]
 
-    def _ended_before_resume_point(self) -> bool:
+    async def _ended_before_resume_point(self) -> bool:
         """A resume after the last event of a finished workflow: nothing more will come."""
-        state = self._current_state() or self._state
+        state = await self._current_state() or self._state
         return state.status.terminal and self._last_seq is not None and self._last_seq >= state.last_seq > 0
 
+    async def _ended_elsewhere(self) -> bool:
+        """The workflow has ended (or its state is gone), though its history up to now had no end."""
+        state = await self._current_state()
+        return state is None or state.status.terminal
 
+    async def _nothing_more(self, sub: Subscription, sink: Sink, protocol: str) -> bool:
+        """True if, after a grace period for late writes and a last read of the history, the end never came.
+
+        The processor writes a workflow's last events with (or before) its final state, so an end
+        that is not in Kafka by then never will be.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._gone_grace_s
+        while not self.finished and not sub.overflowed:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            if not sub.queue:
+                try:
+                    await asyncio.wait_for(sub.wake.wait(), remaining)
+                except TimeoutError:
+                    break
+            items = [i for i in sub.take() if i.offset >= self._next_offset]
+            if items:
+                await self._deliver(items, sink, protocol)
+        if self.finished or sub.overflowed:
+            return False
+        await self._catch_up(sink, protocol)
+        return not self.finished

@@ -9,13 +9,14 @@ from datetime import UTC, datetime
 import orjson
 from aiohttp import WSMsgType, web
 
-from agentwire.edge.frames import not_found_frame
-from agentwire.edge.keys import AUTH, CLIENTS, HUB, LOG, SETTINGS, VIEW
+from agentwire.edge.frames import events_gone_frame, not_found_frame
+from agentwire.edge.keys import AUTH, CLIENTS, HUB, LOG, SETTINGS
 from agentwire.edge.resume import parse_resume, parse_types
 from agentwire.edge.session import Delivery, StreamSession
 from agentwire.kafka.metrics import gauge
 from agentwire.schema import TaskState
 from agentwire.service.http import TRACE_HEADER, ApiError, valid_id
+from agentwire.store.web import STORE
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ async def _authorized_state(request: web.Request) -> tuple[str, TaskState | None
     workflow_id = valid_id(request.query.get("workflow_id"), "workflow_id")
     principal = request.app[AUTH].authenticate_stream(request, workflow_id)
     settings = request.app[SETTINGS]
-    state = await request.app[VIEW].lookup(workflow_id, settings.streaming.unknown_workflow_wait_s)
+    state = await request.app[STORE].tasks.lookup(workflow_id, settings.streaming.unknown_workflow_wait_s)
     if state is not None and state.tenant != principal.tenant:
         state = None
     return workflow_id, state
@@ -38,7 +39,7 @@ async def _authorized_state(request: web.Request) -> tuple[str, TaskState | None
 def _session(request: web.Request, state: TaskState) -> StreamSession:
     settings = request.app[SETTINGS]
     resume = parse_resume(request.headers.get("Last-Event-ID") or request.query.get("last_event_id"))
-    view = request.app[VIEW]
+    store = request.app[STORE].tasks
     return StreamSession(
         request.app[HUB],
         request.app[LOG],
@@ -47,7 +48,8 @@ def _session(request: web.Request, state: TaskState) -> StreamSession:
         parse_types(request.query.get("types")),
         buffer_size=settings.streaming.buffer_size,
         keepalive_s=settings.streaming.keepalive_s,
-        current_state=lambda: view.get(state.workflow_id),
+        current_state=lambda: store.get(state.workflow_id),
+        gone_grace_s=settings.streaming.unknown_workflow_wait_s,
     )
 
 
@@ -87,7 +89,10 @@ async def stream_sse(request: web.Request) -> web.StreamResponse:
         if state is None:
             await response.write(not_found_frame(workflow_id))
         else:
-            await _session(request, state).run(SseSink(response), "sse")
+            session = _session(request, state)
+            await session.run(SseSink(response), "sse")
+            if session.gone:
+                await response.write(events_gone_frame(workflow_id))
         try:
             await response.write_eof()
         except ConnectionResetError:  # aiohttp's ClientConnectionResetError too
@@ -127,7 +132,10 @@ async def stream_ws(request: web.Request) -> web.StreamResponse:
         if state is None:
             await ws.send_str(not_found_frame(workflow_id).split(b"data: ", 1)[1].strip().decode())
         else:
-            await _session(request, state).run(WsSink(ws), "ws")
+            session = _session(request, state)
+            await session.run(WsSink(ws), "ws")
+            if session.gone:
+                await ws.send_str(events_gone_frame(workflow_id).split(b"data: ", 1)[1].strip().decode())
         await ws.close(code=1000)
     finally:
         request.app[CLIENTS].pop(id(request), None)
@@ -157,7 +165,7 @@ async def stream_token(request: web.Request) -> web.Response:
     raw_id = body.get("workflow_id")
     workflow_id = valid_id(raw_id if isinstance(raw_id, str) else None, "workflow_id")
     settings = request.app[SETTINGS]
-    state = await request.app[VIEW].lookup(workflow_id, settings.http.read_your_writes_timeout_s)
+    state = await request.app[STORE].tasks.lookup(workflow_id, settings.http.read_your_writes_timeout_s)
     if state is None or state.tenant != principal.tenant:
         raise ApiError(404, "Task not found")
     token, expires = auth.tokens.issue(principal.tenant, workflow_id)

@@ -12,11 +12,12 @@ from agentwire.ingest.keys import AUTH, LIMITER, SETTINGS, TASKS
 from agentwire.ingest.ratelimit import RateLimiter
 from agentwire.ingest.routes import routes
 from agentwire.ingest.tasks import TaskService
-from agentwire.kafka import TaskStateView, make_producer
+from agentwire.kafka import make_producer
 from agentwire.kafka.history import EventLog
 from agentwire.service.http import base_app, enable_cors
 from agentwire.service.ops import add_ops_routes
 from agentwire.service.settings import Settings
+from agentwire.store.web import STORE, setup_store
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -35,6 +36,7 @@ def setup(app: web.Application, settings: Settings) -> None:
     app[AUTH] = Authenticator.from_settings(settings)
     app[LIMITER] = RateLimiter(settings.rate_limits.per_minute)
     app.add_routes(routes)
+    setup_store(app, settings)
     app.cleanup_ctx.append(_kafka)
 
 
@@ -46,17 +48,14 @@ def is_ready(app: web.Application) -> bool:
 async def _kafka(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     producer = make_producer(settings.kafka)
-    view = TaskStateView(settings.kafka, service="ingest")
     log = EventLog(settings.kafka, readers=2)
     await producer.start()
-    await view.start()
     await log.start()
     app[TASKS] = TaskService(
-        producer, view, log, settings.kafka.topics, lookup_timeout=settings.http.read_your_writes_timeout_s
+        producer, app[STORE].tasks, log, settings.kafka.topics, lookup_timeout=settings.http.read_your_writes_timeout_s
     )
     try:
         yield
     finally:
         await log.stop()
-        await view.stop()
         await producer.stop()

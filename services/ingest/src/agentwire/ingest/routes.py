@@ -16,6 +16,7 @@ from agentwire.ingest.requests import ControlBody, SubmitTask
 from agentwire.ingest.tasks import IdempotencyConflict
 from agentwire.schema import CancelTask, PauseTask, ResumeTask, TaskState, TaskStatus, dumps
 from agentwire.service.http import ApiError, valid_id
+from agentwire.store import InvalidCursor
 
 routes = web.RouteTableDef()
 
@@ -118,9 +119,19 @@ async def list_tasks(request: web.Request) -> web.Response:
     offset = _int_param(query.get("offset"), "offset", default=0, low=0, high=10**9)
     status = _status_param(query.get("status"))
     session_id = query.get("session_id") or None
-    tasks = request.app[TASKS].list(principal.tenant, status=status, session_id=session_id)
-    page = tasks[offset : offset + limit]
-    return _json({"tasks": [task_summary(s) for s in page], "total_count": len(tasks)}, headers=limits)
+    cursor = query.get("cursor") or None
+    if cursor is not None and offset:
+        raise ApiError(400, "use either cursor or offset, not both")
+    try:
+        page = await request.app[TASKS].list(
+            principal.tenant, status=status, session_id=session_id, limit=limit, offset=offset, cursor=cursor
+        )
+    except InvalidCursor as exc:
+        raise ApiError(400, str(exc)) from None
+    body: dict[str, Any] = {"tasks": [task_summary(s) for s in page.tasks], "total_count": page.total_count}
+    if page.next_cursor is not None:
+        body["next_cursor"] = page.next_cursor
+    return _json(body, headers=limits)
 
 
 @routes.get("/api/v1/tasks/{task_id}")

@@ -10,7 +10,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from agentwire.ingest.requests import SubmitTask
-from agentwire.kafka import TaskStateView, position_id
+from agentwire.kafka import position_id
 from agentwire.kafka.history import EventLog
 from agentwire.schema import (
     CancelTask,
@@ -25,6 +25,7 @@ from agentwire.schema import (
     decode,
     encode,
 )
+from agentwire.store import TaskPage, TaskStore
 
 
 class IdempotencyConflict(Exception):
@@ -35,21 +36,21 @@ class TaskService:
     def __init__(
         self,
         producer: AIOKafkaProducer,
-        view: TaskStateView,
+        store: TaskStore,
         log: EventLog,
         topics: Topics,
         *,
         lookup_timeout: float,
     ) -> None:
         self._producer = producer
-        self._view = view
+        self._store = store
         self._log = log
         self._topics = topics
         self._lookup_timeout = lookup_timeout
 
     async def find(self, workflow_id: str, tenant: str) -> TaskState | None:
         """The task if it exists and belongs to ``tenant`` (else None, identically)."""
-        state = await self._view.lookup(workflow_id, self._lookup_timeout)
+        state = await self._store.lookup(workflow_id, self._lookup_timeout)
         if state is None or state.tenant != tenant:
             return None
         return state
@@ -61,7 +62,7 @@ class TaskService:
         request_hash = _request_hash(body)
         if idempotency_key:
             workflow_id = _idempotent_id(tenant, idempotency_key)
-            existing = await self._view.lookup(workflow_id, self._lookup_timeout)
+            existing = await self._store.lookup(workflow_id, self._lookup_timeout)
             if existing is not None:
                 if existing.tenant != tenant or existing.task.request_hash != request_hash:
                     raise IdempotencyConflict("Idempotency-Key was already used with a different request")
@@ -84,7 +85,6 @@ class TaskService:
         key = workflow_id.encode()
         await self._producer.send_and_wait(self._topics.task_state, encode(state), key=key)
         await self._producer.send_and_wait(self._topics.tasks, encode(task), key=key)
-        self._view.put_local(state)
         return state, False
 
     async def control(self, state: TaskState, command: CancelTask | PauseTask | ResumeTask) -> None:
@@ -109,18 +109,23 @@ class TaskService:
 
     @property
     def ready(self) -> bool:
-        return self._view.ready
+        return self._store.ready
 
-    def list(self, tenant: str, *, status: TaskStatus | None, session_id: str | None) -> list[TaskState]:
-        mine = [
-            s
-            for s in self._view.states.values()
-            if s.tenant == tenant
-            and (status is None or s.status == status)
-            and (session_id is None or s.task.session_id == session_id)
-        ]
-        mine.sort(key=lambda s: (s.task.created_at, s.workflow_id), reverse=True)
-        return mine
+    async def list(
+        self,
+        tenant: str,
+        *,
+        status: TaskStatus | None,
+        session_id: str | None,
+        limit: int,
+        offset: int,
+        cursor: str | None,
+    ) -> TaskPage:
+        """The tenant's tasks, newest first, including any submitted (on any pod) before this call."""
+        await self._store.catch_up(self._lookup_timeout)
+        return await self._store.list_tasks(
+            tenant, status=status, session_id=session_id, limit=limit, offset=offset, cursor=cursor
+        )
 
 
 def _request_hash(body: SubmitTask) -> str:

@@ -1,0 +1,189 @@
+"""TaskStore: what the API reads (status, lists, sessions), from the store's index.
+
+Reads see only live tasks: a row whose ``active_at`` is older than the tasks'
+lifetime is invisible at once, before its tombstone has even been indexed.
+Listing is tenant first and newest first (``created_at``, then ``workflow_id``),
+with ``offset``/``limit`` for the Shannon SDK and an opaque keyset ``cursor``
+for everything else (a cursor page costs the same at any depth).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import orjson
+
+from agentwire.kafka.partitioning import partition_for
+from agentwire.schema import DecodeError, TaskState, TaskStatus, decode
+from agentwire.store.progress import IndexProgress
+
+log = logging.getLogger(__name__)
+
+
+class InvalidCursor(ValueError):
+    """A cursor that this store did not hand out."""
+
+
+@dataclass(frozen=True)
+class TaskPage:
+    tasks: list[TaskState]
+    total_count: int  # every task matching the filters, not only this page
+    next_cursor: str | None  # None on the last page
+
+
+@dataclass(frozen=True)
+class SessionSummary:
+    session_id: str
+    task_count: int
+    first_task_at: datetime
+    last_task_at: datetime
+
+
+@dataclass(frozen=True)
+class SessionPage:
+    sessions: list[SessionSummary]
+    total_count: int
+    next_cursor: str | None
+
+
+class TaskStore:
+    def __init__(self, pool: asyncpg.Pool, progress: IndexProgress, *, lifetime_s: float, partitions: int) -> None:
+        self._pool = pool
+        self._progress = progress
+        self._lifetime = timedelta(seconds=lifetime_s)
+        self._partitions = partitions
+        self.ready = False
+
+    def _cutoff(self) -> datetime:
+        return datetime.now(UTC) - self._lifetime
+
+    # -- one task --------------------------------------------------------------------------------
+
+    async def get(self, workflow_id: str) -> TaskState | None:
+        """The task's latest state if the store has it and it is alive; never waits."""
+        raw = await self._pool.fetchval(
+            "SELECT state FROM tasks WHERE workflow_id = $1 AND active_at > $2", workflow_id, self._cutoff()
+        )
+        return _state(raw) if raw is not None else None
+
+    async def lookup(self, workflow_id: str, timeout: float) -> TaskState | None:  # noqa: ASYNC109 - bounded wait
+        """The task's state; if absent, wait up to ``timeout`` for the index to reach what was written before."""
+        found = await self.get(workflow_id)
+        if found is not None:
+            return found
+        if await self.catch_up(timeout, [partition_for(workflow_id, self._partitions)]):
+            return await self.get(workflow_id)
+        return None
+
+    async def catch_up(self, timeout: float, partitions: list[int] | None = None) -> bool:  # noqa: ASYNC109
+        """Wait until the index holds every record written before the call; False if ``timeout`` ran out."""
+        try:
+            await asyncio.wait_for(self._progress.catch_up(partitions), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    # -- lists ---------------------------------------------------------------------------------
+
+    async def list_tasks(
+        self,
+        tenant: str,
+        *,
+        status: TaskStatus | None = None,
+        session_id: str | None = None,
+        limit: int = 20,
+        offset: int = 0,
+        cursor: str | None = None,
+        oldest_first: bool = False,
+    ) -> TaskPage:
+        """One page of the tenant's live tasks, newest first unless ``oldest_first``."""
+        where = ["tenant = $1", "active_at > $2"]
+        args: list[Any] = [tenant, self._cutoff()]
+        if status is not None:
+            args.append(status.value)
+            where.append(f"status = ${len(args)}")
+        if session_id is not None:
+            args.append(session_id)
+            where.append(f"session_id = ${len(args)}")
+        counted = " AND ".join(where)
+        if cursor is not None:
+            created, workflow_id = _decode_cursor(cursor)
+            args += [created, workflow_id]
+            where.append(f"(created_at, workflow_id) {'>' if oldest_first else '<'} (${len(args) - 1}, ${len(args)})")
+        order = "ASC" if oldest_first else "DESC"
+        # fixed fragments; every value is a parameter
+        sql = (
+            f"SELECT state, created_at, workflow_id FROM tasks WHERE {' AND '.join(where)}"  # noqa: S608
+            f" ORDER BY created_at {order}, workflow_id {order} LIMIT {int(limit)} OFFSET {int(offset)}"
+        )
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(sql, *args)
+            count_sql = f"SELECT count(*) FROM tasks WHERE {counted}"  # noqa: S608 - as above
+            total = await conn.fetchval(count_sql, *args[: counted.count("$")])
+        tasks = [s for s in (_state(r["state"]) for r in rows) if s is not None]
+        next_cursor = _encode_cursor(rows[-1]["created_at"], rows[-1]["workflow_id"]) if len(rows) == limit else None
+        return TaskPage(tasks, int(total), next_cursor)
+
+    async def list_sessions(
+        self, tenant: str, *, limit: int = 20, offset: int = 0, cursor: str | None = None
+    ) -> SessionPage:
+        """One page of the tenant's sessions that still have live tasks, most recent task first."""
+        where = ["tenant = $1", "last_active_at > $2"]
+        args: list[Any] = [tenant, self._cutoff()]
+        counted = " AND ".join(where)
+        if cursor is not None:
+            last, session_id = _decode_cursor(cursor)
+            args += [last, session_id]
+            where.append("(last_task_at, session_id) < ($3, $4)")
+        sql = (  # fixed fragments; every value is a parameter
+            "SELECT session_id, task_count, first_task_at, last_task_at FROM sessions"  # noqa: S608
+            f" WHERE {' AND '.join(where)} ORDER BY last_task_at DESC, session_id DESC"
+            f" LIMIT {int(limit)} OFFSET {int(offset)}"
+        )
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(sql, *args)
+            count_sql = f"SELECT count(*) FROM sessions WHERE {counted}"  # noqa: S608 - as above
+            total = await conn.fetchval(count_sql, *args[:2])
+        sessions = [_session(r) for r in rows]
+        next_cursor = _encode_cursor(rows[-1]["last_task_at"], rows[-1]["session_id"]) if len(rows) == limit else None
+        return SessionPage(sessions, int(total), next_cursor)
+
+    async def get_session(self, tenant: str, session_id: str) -> SessionSummary | None:
+        """The session if the tenant has live tasks in it (else None, as for an unknown one)."""
+        row = await self._pool.fetchrow(
+            "SELECT session_id, task_count, first_task_at, last_task_at FROM sessions"
+            " WHERE tenant = $1 AND session_id = $2 AND last_active_at > $3",
+            tenant, session_id, self._cutoff(),
+        )
+        return _session(row) if row is not None else None
+
+
+def _session(row: asyncpg.Record) -> SessionSummary:
+    return SessionSummary(row["session_id"], row["task_count"], row["first_task_at"], row["last_task_at"])
+
+
+def _state(raw: bytes) -> TaskState | None:
+    try:
+        return decode(TaskState, raw)
+    except DecodeError as exc:  # the indexer checked the indexed fields; the rest may still be wrong
+        log.warning("store holds an undecodable task state: %s", exc)
+        return None
+
+
+def _encode_cursor(moment: datetime, key: str) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps([moment.isoformat(), key])).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    with contextlib.suppress(ValueError, TypeError, orjson.JSONDecodeError):
+        moment, key = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if isinstance(key, str):
+            return datetime.fromisoformat(moment), key
+    raise InvalidCursor("cursor is not one this API returned")
