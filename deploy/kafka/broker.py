@@ -479,6 +479,10 @@ def server_properties(
         "delete.topic.enable=true",
         f"num.partitions={partitions}",
         "log.retention.hours=24",
+        # check retention and compaction every second (default 5 min / 15 s), so that tests with
+        # lifetimes of seconds see expired segments deleted and tombstones compacted
+        "log.retention.check.interval.ms=1000",
+        "log.cleaner.backoff.ms=1000",
         "",
         "# small (2-core) machine",
         "num.network.threads=2",

@@ -23,6 +23,7 @@ import orjson
 from agentwire.kafka.partitioning import partition_for
 from agentwire.schema import DecodeError, TaskState, TaskStatus, decode
 from agentwire.store.progress import IndexProgress
+from agentwire.store.rows import task_row
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,21 @@ class TaskStore:
         except TimeoutError:
             return False
         return True
+
+    async def put_submitted(self, state: TaskState, record: bytes) -> None:
+        """Add a task its submitter has just written to the topic, without waiting for the indexer.
+
+        Every pod then sees it at once, even while the indexers rebalance. ``DO NOTHING``: a row the
+        indexer already wrote is as new or newer; the indexer applies this same record again later.
+        """
+        row = task_row(state.workflow_id.encode(), record)
+        await self._pool.execute(
+            "INSERT INTO tasks (workflow_id, tenant, session_id, status, created_at, updated_at, completed_at,"
+            " active_at, partition, state) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            " ON CONFLICT (workflow_id) DO NOTHING",
+            row.workflow_id, row.tenant, row.session_id, row.status, row.created_at, row.updated_at,
+            row.completed_at, row.active_at, partition_for(row.workflow_id, self._partitions), row.state,
+        )
 
     # -- lists ---------------------------------------------------------------------------------
 

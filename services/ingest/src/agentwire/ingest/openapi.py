@@ -68,7 +68,8 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
          "total_token_usage": _obj({"total_tokens": INT, "prompt_tokens": INT, "completion_tokens": INT,
                                     "cost_usd": {"type": "number"}})},
     ),
-    "TaskList": _obj({"tasks": {"type": "array", "items": _ref("TaskSummary")}, "total_count": INT}),
+    "TaskList": _obj({"tasks": {"type": "array", "items": _ref("TaskSummary")}, "total_count": INT,
+                      "next_cursor": STR}),
     "Event": _obj(
         {"workflow_id": STR, "type": STR, "agent_id": NSTR, "message": NSTR, "payload": ANY_OBJ,
          "timestamp": STR, "seq": INT, "stream_id": STR},
@@ -137,7 +138,8 @@ def _paths() -> dict[str, Any]:
                     "parameters": [
                         _query("limit", {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}),
                         _query("offset", {"type": "integer", "minimum": 0, "default": 0}),
-                        _query("status", STR, "a task status name"), _query("session_id", STR)],
+                        _query("status", STR, "a task status name"), _query("session_id", STR),
+                        _query("cursor", STR, "next_cursor of the previous page (instead of offset)")],
                     "responses": {"200": _json("TaskList", "Tasks"), **_errors(400, 401, 429)}},
         },
         "/api/v1/tasks/stream": {

@@ -83,8 +83,10 @@ class TaskService:
         )
         state = TaskState(task=task, status=TaskStatus.QUEUED, updated_at=task.created_at)
         key = workflow_id.encode()
-        await self._producer.send_and_wait(self._topics.task_state, encode(state), key=key)
+        record = encode(state)
+        await self._producer.send_and_wait(self._topics.task_state, record, key=key)
         await self._producer.send_and_wait(self._topics.tasks, encode(task), key=key)
+        await self._store.put_submitted(state, record)
         return state, False
 
     async def control(self, state: TaskState, command: CancelTask | PauseTask | ResumeTask) -> None:

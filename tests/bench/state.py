@@ -1,0 +1,193 @@
+"""State that stays bounded: RSS per service and list latency at 0, 100k and 1M tasks.
+
+Writes synthetic finished TaskState records straight to the task-state topic (100 tenants, 10
+sessions each, a quarter FAILED), waits until the query store has indexed them, then measures
+``GET /api/v1/tasks`` (plain, by status, by session, a deep offset, a cursor page) with 100 keys,
+sequentially, and reads every service's RSS. At the end ingest and edge are restarted and timed to
+ready. Prints one JSON object on its last line. BENCH_STATE_LEVELS=0,100000 runs fewer levels.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+import httpx
+import yaml
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from agentwire.auth import hash_key
+from agentwire.schema import TaskState, TaskStatus, Topics, encode
+from agentwire.schema.commands import TaskSubmitted
+from tests.support.broker import kafka_broker
+from tests.support.stack import Service, Stack
+from tests.support.wait import eventually
+
+TENANTS = 100
+SESSIONS = 10
+LEVELS = [int(n) for n in os.environ.get("BENCH_STATE_LEVELS", "0,100000,1000000").split(",")]
+REQUESTS = int(os.environ.get("BENCH_STATE_REQUESTS", "2000"))
+PARTITIONS = 12
+
+
+def key_of(tenant: int) -> str:
+    return f"ak-bench-tenant-{tenant:03d}-0123456789"
+
+
+def rss_mb(service: Service) -> float:
+    assert service.process is not None
+    for line in Path(f"/proc/{service.process.pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    raise RuntimeError("no VmRSS")
+
+
+async def write_tasks(bootstrap: str, topics: Topics, start: int, count: int) -> float:
+    """Write ``count`` finished tasks (numbered from ``start``); returns records/s."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=20, max_batch_size=1 << 20,
+                                compression_type=None)
+    await producer.start()
+    began = time.perf_counter()
+    epoch = datetime.now(UTC) - timedelta(days=1)
+    try:
+        pending = []
+        for n in range(start, start + count):
+            tenant = n % TENANTS
+            created = epoch + timedelta(milliseconds=n)
+            status = TaskStatus.FAILED if n % 4 == 0 else TaskStatus.COMPLETED
+            workflow_id = f"task-bench-{n:09d}"
+            task = TaskSubmitted(workflow_id=workflow_id, tenant=f"tenant-{tenant:03d}", query=f"bench query {n}",
+                                 session_id=f"session-{tenant:03d}-{(n // TENANTS) % SESSIONS}",
+                                 created_at=created)
+            state = TaskState(task=task, status=status, progress=1.0, result="done", last_seq=12,
+                              updated_at=created + timedelta(seconds=3), completed_at=created + timedelta(seconds=3))
+            pending.append(await producer.send(topics.task_state, encode(state), key=workflow_id.encode()))
+            if len(pending) >= 20_000:
+                await asyncio.gather(*pending)
+                pending = []
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return count / max(time.perf_counter() - began, 1e-9)
+
+
+async def end_total(bootstrap: str, topic: str) -> int:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        return sum((await consumer.end_offsets(tps)).values())
+    finally:
+        await consumer.stop()
+
+
+async def wait_indexed(dsn: str, bootstrap: str, topic: str, timeout: float = 1800) -> float:
+    """Wait until the store's offsets reach the topic's end; returns seconds waited."""
+    target = await end_total(bootstrap, topic)
+    began = time.perf_counter()
+    conn = await asyncpg.connect(dsn)
+    try:
+        while True:
+            done = await conn.fetchval("SELECT coalesce(sum(next_offset), 0) FROM task_state_offsets")
+            if done >= target:
+                return time.perf_counter() - began
+            if time.perf_counter() - began > timeout:
+                raise RuntimeError(f"store indexed {done} of {target} records in {timeout}s")
+            await asyncio.sleep(0.5)
+    finally:
+        await conn.close()
+
+
+def list_latencies(base: str, tasks_now: int) -> dict[str, float]:
+    """Sequential list requests over random tenants and filters; p50/p99 in ms."""
+    rng = random.Random(16)
+    per_tenant = tasks_now // TENANTS
+    samples: list[float] = []
+    with httpx.Client(base_url=base, timeout=30) as client:
+        for i in range(REQUESTS + 50):
+            tenant = rng.randrange(TENANTS)
+            headers = {"X-API-Key": key_of(tenant)}
+            variant = i % 5
+            params: dict[str, str | int] = {"limit": 20}
+            if variant == 1:
+                params["status"] = "FAILED"
+            elif variant == 2:
+                params["session_id"] = f"session-{tenant:03d}-{rng.randrange(SESSIONS)}"
+            elif variant == 3:
+                params["offset"] = max(0, min(per_tenant - 20, rng.randrange(max(per_tenant, 1))))
+            began = time.perf_counter()
+            response = client.get("/api/v1/tasks", params=params, headers=headers)
+            if variant == 4 and response.json().get("next_cursor"):
+                response = client.get("/api/v1/tasks", params={"limit": 20, "cursor": response.json()["next_cursor"]},
+                                      headers=headers)
+            elapsed = time.perf_counter() - began
+            assert response.status_code == 200, response.text
+            if i >= 50:  # warm-up excluded
+                samples.append(elapsed * 1000)
+    samples.sort()
+    return {"p50": round(statistics.median(samples), 2), "p99": round(samples[int(len(samples) * 0.99) - 1], 2)}
+
+
+def restart_to_ready(service: Service) -> float:
+    service.stop(signal.SIGTERM)
+    began = time.monotonic()
+    service.start()
+    eventually(service._ready, 120, f"{service.name} ready")  # noqa: SLF001 - the stack's own probe
+    return round(time.monotonic() - began, 2)
+
+
+def main() -> None:
+    figures: dict[str, object] = {}
+    with kafka_broker(PARTITIONS) as bootstrap, tempfile.TemporaryDirectory(prefix="bench-state-") as workdir:
+        keys = Path(workdir) / "keys.yaml"
+        keys.write_text(yaml.safe_dump({"keys": [
+            {"name": f"bench-{t}", "tenant": f"tenant-{t:03d}", "sha256": hash_key(key_of(t))} for t in range(TENANTS)
+        ]}))
+        stack = Stack(bootstrap, Path(workdir), partitions=PARTITIONS, extra_env={
+            "ENVIRONMENT": "test",
+            "AGENTWIRE_AUTH__KEYS_FILE": str(keys),
+            "AGENTWIRE_RATE_LIMITS__PER_MINUTE": "1000000",
+        })
+        for name, script in [("processor", "agentwire-processor"), ("runner", "agentwire-runner"),
+                             ("ingest", "agentwire-ingest"), ("edge", "agentwire-edge")]:
+            stack.add(name, script)
+        try:
+            for service in stack.services.values():
+                service.start()
+            for service in stack.services.values():
+                service.wait_ready()
+            topics = Topics(stack.prefix)
+            base = stack.services["ingest"].health_url.removesuffix("/health")
+            written = 0
+            for level in LEVELS:
+                if level > written:
+                    rate = asyncio.run(write_tasks(bootstrap, topics, written, level - written))
+                    figures[f"state_write_per_s_to_{level}"] = round(rate)
+                    waited = asyncio.run(wait_indexed(stack.dsn, bootstrap, topics.task_state))
+                    figures[f"state_index_per_s_to_{level}"] = round((level - written) / max(waited, 1e-9))
+                    written = level
+                tag = f"{level // 1000}k" if level else "0"
+                latency = list_latencies(base, written)
+                figures[f"list_p50_ms_at_{tag}"] = latency["p50"]
+                figures[f"list_p99_ms_at_{tag}"] = latency["p99"]
+                for name, service in stack.services.items():
+                    figures[f"rss_mb_{name}_at_{tag}"] = rss_mb(service)
+            for name in ("ingest", "edge"):
+                figures[f"restart_to_ready_s_{name}_at_{written // 1000}k"] = restart_to_ready(stack.services[name])
+        finally:
+            stack.stop()
+            stack.delete_topics()
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
