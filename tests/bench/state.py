@@ -90,7 +90,7 @@ async def end_total(bootstrap: str, topic: str) -> int:
         await consumer.stop()
 
 
-async def wait_indexed(dsn: str, bootstrap: str, topic: str, timeout: float = 1800) -> float:
+async def wait_indexed(dsn: str, bootstrap: str, topic: str, timeout: float = 1800) -> float:  # noqa: ASYNC109
     """Wait until the store's offsets reach the topic's end; returns seconds waited."""
     target = await end_total(bootstrap, topic)
     began = time.perf_counter()

@@ -19,7 +19,8 @@ import orjson
 import pytest
 import websockets
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, ConfigResource, ConfigResourceType
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from agentwire.kafka.partitioning import partition_for
 from agentwire.schema import TaskState, TaskStatus, Topics, encode
@@ -40,6 +41,8 @@ def short_lived(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) 
         "AGENTWIRE_RETENTION__TASKS_DAYS": str(LIFETIME_S / 86400),
         "AGENTWIRE_RETENTION__SWEEP_INTERVAL_S": "0.5",
         "AGENTWIRE_KAFKA__RETENTION_HOURS": str(LIFETIME_S / 3600),
+        # no recent-events cache: streams read Kafka, so they see what the broker deleted
+        "AGENTWIRE_STREAMING__RECENT_CACHE_MB": "0",
     })
     with running.running():
         yield running
