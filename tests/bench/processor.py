@@ -1,13 +1,19 @@
-"""Processor throughput: raw events sequenced per second by ONE processor process.
+"""Processor throughput and CPU cost per event, four ways, one broker, one run.
 
-Pre-loads N raw events (BENCH_WORKFLOWS workflows × BENCH_EVENTS_PER_WORKFLOW
-events, realistic agent runs) into a fresh prefix's events.raw, then starts one
-``agentwire-processor`` and measures, from the first sequenced event to the last,
-how fast the events topic's end offsets grow to the expected total (every raw
-event plus the derived PROGRESS and STREAM_END events). Prints one JSON object
-on its last line.
+1. ``noop``: a no-op faust agent (tests/bench/noop_agent.py, the processor's own faust
+   settings) reads N preloaded raw records: faust's own cost per record.
+2. ``preloaded``: one ``agentwire-processor`` sequences the same kind of N records (one
+   event per record, realistic agent runs); ``processor_noop_ratio`` compares the two
+   per processor CPU-second.
+3. ``two workers``: two processors share the 12 partitions of a preload: combined rate.
+4. ``end to end``: the runner plays LLM-heavy tasks (standard mode, one word per chunk)
+   submitted at BENCH_E2E_RATE events/s for BENCH_E2E_SECONDS; the processor's CPU per
+   sequenced event with the runner's frames, and the frame size distribution read back from
+   the raw topic.
 
-    python -m tests.bench.processor   # AGENTWIRE_TEST_KAFKA=127.0.0.1:19092 to use a running broker
+CPU is each process's utime + stime from /proc, from its first output to its last. Prints one
+JSON object on its last line. ``python -m tests.bench.processor`` (AGENTWIRE_TEST_KAFKA=host:port
+uses a running broker).
 """
 
 from __future__ import annotations
@@ -15,23 +21,33 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import statistics
+import sys
 import tempfile
 import time
+import uuid
+from collections import Counter
 from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from agentwire.kafka import ensure_topics
+from agentwire.runner.scenarios import steps_for
+from agentwire.runner.script import Options, rng_for
+from agentwire.schema import TaskSubmitted, encode
 from agentwire.service.settings import KafkaSettings
 from tests.support.broker import kafka_broker
-from tests.support.stack import Stack
+from tests.support.stack import Service, Stack
 
-WORKFLOWS = int(os.environ.get("BENCH_WORKFLOWS", "2000"))
+WORKFLOWS = int(os.environ.get("BENCH_WORKFLOWS", "600"))
 PER_WORKFLOW = int(os.environ.get("BENCH_EVENTS_PER_WORKFLOW", "100"))
+E2E_RATE = int(os.environ.get("BENCH_E2E_RATE", "1000"))
+E2E_SECONDS = float(os.environ.get("BENCH_E2E_SECONDS", "30"))
 PARTITIONS = 12
 USAGE = {"tokens_used": 10, "input_tokens": 5, "output_tokens": 5, "cost_usd": 0.0001, "model_used": "m",
          "provider": "p"}
+LLM_HEAVY = {"chunk_words": 1}  # every word of every answer its own LLM_PARTIAL
 
 
 def workflow_events(workflow_id: str, count: int) -> tuple[list[bytes], int]:
@@ -77,70 +93,212 @@ async def preload(bootstrap: str, topic: str) -> tuple[int, int]:
     return raw, expected
 
 
-async def end_total(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> int:
-    return sum((await consumer.end_offsets(tps)).values())
-
-
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def measure(bootstrap: str, topic: str, expected: int, started: float, limit_s: float,
-                  pid: int) -> tuple[float, float, int, float]:
+async def end_total(consumer: AIOKafkaConsumer, topic: str) -> int:
+    tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+    return sum((await consumer.end_offsets(tps)).values())
+
+
+async def measure(bootstrap: str, topic: str, expected: int, pids: list[int], limit_s: float = 600
+                  ) -> tuple[float, int, float]:
+    """From the first record on ``topic`` until ``expected`` records: (wall s, records, CPU s of ``pids``)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
     await consumer.start()
-    tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+    started = time.monotonic()
     first = None
     cpu_first = 0.0
     total = 0
     try:
         while time.monotonic() - started < limit_s:
-            total = await end_total(consumer, tps)
+            total = await end_total(consumer, topic)
             now = time.monotonic()
             if total and first is None:
-                first, cpu_first = now, cpu_seconds(pid)
+                first, cpu_first = now, sum(cpu_seconds(pid) for pid in pids)
             if total >= expected:
                 assert first is not None
-                return first - started, now - first, total, cpu_seconds(pid) - cpu_first
+                return now - first, total, sum(cpu_seconds(pid) for pid in pids) - cpu_first
             await asyncio.sleep(0.05)
     finally:
         await consumer.stop()
-    raise RuntimeError(f"only {total} of {expected} events after {limit_s}s")
+    raise RuntimeError(f"only {total} of {expected} records after {limit_s}s")
+
+
+class Run:
+    """One phase: a fresh topic prefix on the shared broker, deleted afterwards."""
+
+    def __init__(self, bootstrap: str, workdir: Path) -> None:
+        self.stack = Stack(bootstrap, workdir / uuid.uuid4().hex[:6], partitions=PARTITIONS)
+        self.stack.workdir.mkdir()
+        self.kafka = KafkaSettings(bootstrap_servers=bootstrap, topic_prefix=self.stack.prefix, partitions=PARTITIONS)
+        asyncio.run(ensure_topics(self.kafka))
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stack.stop()
+        self.stack.delete_topics()
+
+
+def noop(bootstrap: str, workdir: Path) -> dict[str, float]:
+    with Run(bootstrap, workdir) as run:
+        raw, _ = asyncio.run(preload(bootstrap, run.kafka.topics.events_raw))
+        log = run.stack.workdir / "noop.log"
+        agent = Service("noop", [sys.executable, "-m", "tests.bench.noop_agent"],
+                        run.stack.env(BENCH_NOOP_EXPECTED=str(raw),
+                                      AGENTWIRE_PROCESSOR__DATA_DIR=str(run.stack.workdir / "noop-data")), "", log)
+        run.stack.services["noop"] = agent
+        agent.start()
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            line = next((x for x in log.read_text(errors="replace").splitlines() if "NOOP {" in x), None)
+            if line:  # (faust may put terminal escapes before it)
+                figures = json.loads(line.split("NOOP ", 1)[1])
+                return {"noop_records_per_cpu_s": round((figures["records"] - 1) / figures["cpu_s"]),
+                        "noop_records_per_s": round((figures["records"] - 1) / figures["wall_s"])}
+            if agent.process is not None and agent.process.poll() is not None:
+                raise RuntimeError(f"no-op agent exited:\n{agent.tail()}")
+            time.sleep(0.2)
+        raise RuntimeError(f"no-op agent did not finish:\n{agent.tail()}")
+
+
+def preloaded(bootstrap: str, workdir: Path, workers: int) -> dict[str, float]:
+    with Run(bootstrap, workdir) as run:
+        raw, expected = asyncio.run(preload(bootstrap, run.kafka.topics.events_raw))
+        processors = [run.stack.add(f"processor-{n}", "agentwire-processor") for n in range(workers)]
+        for processor in processors:
+            processor.start()
+        pids = [p.process.pid for p in processors if p.process is not None]
+        seconds, total, cpu = asyncio.run(measure(bootstrap, run.kafka.topics.events, expected, pids))
+    return {"events": raw, "outputs": total, "seconds": round(seconds, 2), "cpu_s": round(cpu, 2),
+            "events_per_s": round(raw / seconds), "events_per_cpu_s": round(raw / cpu)}
+
+
+def llm_heavy_task(n: int) -> TaskSubmitted:
+    return TaskSubmitted(workflow_id=f"task-bench-{n:06d}-{uuid.uuid4().hex[:6]}", tenant="bench",
+                         query="Research AI trends and create a summary of the findings", session_id="bench",
+                         mode="standard", context=LLM_HEAVY)
+
+
+def events_of(task: TaskSubmitted) -> int:
+    return len(steps_for(task, Options.from_task(task, 1.0), rng_for(task)))
+
+
+async def submit(bootstrap: str, topic: str, tasks: list[TaskSubmitted], rate_per_s: float) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=1)
+    await producer.start()
+    try:
+        started = time.monotonic()
+        for n, task in enumerate(tasks):
+            delay = started + n / rate_per_s - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await producer.send(topic, encode(task), key=task.workflow_id.encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def frame_sizes(bootstrap: str, topic: str) -> Counter[int]:
+    """How many events each record of the raw topic holds (a frame is a JSON array)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    sizes: Counter[int] = Counter()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        await consumer.seek_to_beginning(*tps)
+        remaining = {tp for tp in tps if ends[tp] > 0}
+        while remaining:
+            for tp, records in (await consumer.getmany(timeout_ms=500)).items():
+                for record in records:
+                    if record.value and record.value[:1] == b"[":
+                        sizes[len(orjson.loads(record.value))] += 1
+                    else:
+                        sizes[1] += 1
+                if await consumer.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+    finally:
+        await consumer.stop()
+    return sizes
+
+
+def end_to_end(bootstrap: str, workdir: Path) -> dict[str, object]:
+    with Run(bootstrap, workdir) as run:
+        per_task = events_of(llm_heavy_task(0))
+        tasks = [llm_heavy_task(n) for n in range(int(E2E_RATE * E2E_SECONDS / per_task))]
+        emitted = sum(events_of(task) for task in tasks)
+        stack = run.stack
+        processor = stack.add("processor", "agentwire-processor")
+        runner = stack.add("runner", "agentwire-runner")
+        for service in (processor, runner):
+            service.start()
+        for service in (processor, runner):
+            service.wait_ready()
+        assert processor.process is not None and runner.process is not None
+        pids = [processor.process.pid]
+        topics = run.kafka.topics
+        # every raw event, + PROGRESS per AGENT_COMPLETED (3 agents) + STREAM_END
+        expected = emitted + len(tasks) * 4
+
+        async def drive() -> tuple[float, int, float]:
+            measuring = asyncio.create_task(measure(bootstrap, topics.events, expected, pids))
+            runner_cpu = cpu_seconds(runner.process.pid)  # type: ignore[union-attr]
+            await submit(bootstrap, topics.tasks, tasks, len(tasks) / E2E_SECONDS)
+            result = await measuring
+            runner_cpus.append(cpu_seconds(runner.process.pid) - runner_cpu)  # type: ignore[union-attr]
+            return result
+
+        runner_cpus: list[float] = []
+        seconds, total, cpu = asyncio.run(drive())
+        sizes = asyncio.run(frame_sizes(bootstrap, topics.events_raw))
+    records = sum(sizes.values())
+    events = sum(size * count for size, count in sizes.items())
+    ordered = sorted(size for size, count in sizes.items() for _ in range(count))
+    return {
+        "processor_events_per_cpu_s": round(emitted / cpu),
+        "e2e_pipeline_events_per_s": round(emitted / seconds),
+        "e2e_pipeline_tasks": len(tasks),
+        "e2e_pipeline_events": emitted,
+        "e2e_pipeline_outputs": total,
+        "e2e_pipeline_processor_cpu_s": round(cpu, 2),
+        "e2e_pipeline_runner_cpu_s": round(runner_cpus[0], 2),
+        "frame_events_mean": round(events / records, 3) if records else None,
+        "frame_events_p50": statistics.median(ordered) if ordered else None,
+        "frame_events_p99": ordered[int(len(ordered) * 0.99) - 1] if ordered else None,
+        "frame_events_max": max(ordered) if ordered else None,
+        "frame_share_of_events_in_frames": round(sum(s * c for s, c in sizes.items() if s > 1) / events, 3)
+        if events else None,
+        "frame_sizes": {str(size): sizes[size] for size in sorted(sizes)},
+    }
 
 
 def main() -> None:
-    with kafka_broker(PARTITIONS) as bootstrap, tempfile.TemporaryDirectory(prefix="bench-proc-") as workdir:
-        stack = Stack(bootstrap, Path(workdir), partitions=PARTITIONS)
-        kafka = KafkaSettings(bootstrap_servers=bootstrap, topic_prefix=stack.prefix, partitions=PARTITIONS)
-        asyncio.run(ensure_topics(kafka))
-        t0 = time.monotonic()
-        raw, expected = asyncio.run(preload(bootstrap, kafka.topics.events_raw))
-        preload_s = time.monotonic() - t0
-        processor = stack.add("processor", "agentwire-processor")
-        started = time.monotonic()
-        processor.start()
-        try:
-            assert processor.process is not None
-            startup_s, busy_s, total, cpu_s = asyncio.run(
-                measure(bootstrap, kafka.topics.events, expected, started, 600, processor.process.pid))
-        finally:
-            processor.stop()
-    figures = {
-        "processor_events_per_s": round(raw / busy_s),
-        "processor_outputs_per_s": round(total / busy_s),
-        "events": raw,
-        "outputs": total,
-        "workflows": WORKFLOWS,
-        "seconds": round(busy_s, 2),
-        "processor_cpu_s": round(cpu_s, 2),
-        "processor_events_per_cpu_s": round(raw / cpu_s) if cpu_s else None,
-        "load_average_1m": os.getloadavg()[0],
-        "startup_s": round(startup_s, 2),
-        "preload_s": round(preload_s, 2),
+    figures: dict[str, object] = {}
+    with kafka_broker(PARTITIONS) as bootstrap, tempfile.TemporaryDirectory(prefix="bench-proc-") as tmp:
+        workdir = Path(tmp)
+        base = noop(bootstrap, workdir)
+        one = preloaded(bootstrap, workdir, workers=1)
+        two = preloaded(bootstrap, workdir, workers=2)
+        figures.update(end_to_end(bootstrap, workdir))
+    figures.update({
+        "processor_noop_ratio": round(one["events_per_cpu_s"] / base["noop_records_per_cpu_s"], 3),
+        "processor_preloaded_events_per_cpu_s": one["events_per_cpu_s"],
+        "processor_preloaded_events_per_s": one["events_per_s"],
+        "processor_noop_records_per_cpu_s": base["noop_records_per_cpu_s"],
+        "processor_noop_records_per_s": base["noop_records_per_s"],
+        "processor_two_workers_events_per_s": two["events_per_s"],
+        "processor_two_workers_events_per_cpu_s": two["events_per_cpu_s"],
+        "processor_preloaded_events": one["events"],
+        "load_average_1m": round(os.getloadavg()[0], 2),
         "cores": os.cpu_count(),
-    }
+    })
     print(json.dumps(figures))
 
 

@@ -46,6 +46,30 @@ log = logging.getLogger(__name__)
 _control = TypeAdapter(ControlCommand)
 
 
+def faust_app(settings: Settings, name: str) -> faust.App:
+    """The processor's faust app, without agents (the throughput benchmark's no-op agent uses it too)."""
+    kafka = settings.kafka
+    return faust.App(
+        name,
+        broker=f"kafka://{kafka.bootstrap_servers}",
+        store="memory://",
+        topic_partitions=kafka.partitions,
+        topic_replication_factor=kafka.replication_factor,
+        table_standby_replicas=0,
+        web_enabled=False,
+        consumer_auto_offset_reset="earliest",
+        producer_linger_ms=1,
+        producer_max_batch_size=256 * 1024,
+        producer_acks=-1,
+        broker_commit_interval=0.5,
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=1.0,
+        stream_wait_empty=False,
+        datadir=settings.processor.data_dir,
+        topic_disable_leader=True,
+    )
+
+
 class Processor:
     """Holds the faust app and the state its agents share."""
 
@@ -54,25 +78,7 @@ class Processor:
         kafka = settings.kafka
         topics = kafka.topics
         conf = settings.processor
-        self.app = faust.App(
-            f"{kafka.topic_prefix}-processor",
-            broker=f"kafka://{kafka.bootstrap_servers}",
-            store="memory://",
-            topic_partitions=kafka.partitions,
-            topic_replication_factor=kafka.replication_factor,
-            table_standby_replicas=0,
-            web_enabled=False,
-            consumer_auto_offset_reset="earliest",
-            producer_linger_ms=1,
-            producer_max_batch_size=256 * 1024,
-            producer_acks=-1,
-            broker_commit_interval=0.5,
-            broker_session_timeout=10.0,
-            broker_heartbeat_interval=1.0,
-            stream_wait_empty=False,
-            datadir=conf.data_dir,
-            topic_disable_leader=True,
-        )
+        self.app = faust_app(settings, f"{kafka.topic_prefix}-processor")
         raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
         self.inbound = self.app.topic(topics.tasks, topics.control, **raw)
         self.raw_topic = self.app.topic(topics.events_raw, **raw)
