@@ -70,3 +70,18 @@ def test_runner_killed_and_replaced(own_stack: Stack) -> None:
     replacement = own_stack.add("runner2", "agentwire-runner")
     replacement.start()
     finish(own_stack, readers)
+
+
+def test_one_of_two_processors_killed(own_stack: Stack) -> None:
+    """Two workers share the partitions; SIGKILL one mid-run: the survivor takes its partitions over."""
+    second = own_stack.add("processor2", "agentwire-processor")
+    second.start()
+    second.wait_ready()
+    first = own_stack.services["processor"]
+    first.wait_ready()  # readiness follows a completed rebalance: both workers hold partitions now
+    readers = start_streams(own_stack, 8)
+    wait_until_streaming(readers, 3)
+    assert any(r.is_alive() for _, r in readers), "every stream ended before the kill"
+    first.kill()
+    finish(own_stack, readers)
+    assert second.process is not None and second.process.poll() is None
