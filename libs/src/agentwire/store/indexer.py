@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-BATCH_RECORDS = 5000
+BATCH_RECORDS = 2000  # per fetch: bounds what one batch holds in memory
 SWEEP_BATCH = 5000
 RETRYABLE = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
 

@@ -134,10 +134,13 @@ class TaskStore:
             args += [created, workflow_id]
             where.append(f"(created_at, workflow_id) {'>' if oldest_first else '<'} (${len(args) - 1}, ${len(args)})")
         order = "ASC" if oldest_first else "DESC"
-        # fixed fragments; every value is a parameter
+        # the page's keys from an index-only scan (deep offsets skip index entries, not rows),
+        # then only the page's rows; fixed fragments, every value is a parameter
         sql = (
-            f"SELECT state, created_at, workflow_id FROM tasks WHERE {' AND '.join(where)}"  # noqa: S608
+            "SELECT t.state, t.created_at, t.workflow_id FROM tasks t JOIN ("  # noqa: S608
+            f"SELECT workflow_id FROM tasks WHERE {' AND '.join(where)}"
             f" ORDER BY created_at {order}, workflow_id {order} LIMIT {int(limit)} OFFSET {int(offset)}"
+            f") page USING (workflow_id) ORDER BY t.created_at {order}, t.workflow_id {order}"
         )
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(sql, *args)

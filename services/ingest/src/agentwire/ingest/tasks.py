@@ -123,8 +123,11 @@ class TaskService:
         offset: int,
         cursor: str | None,
     ) -> TaskPage:
-        """The tenant's tasks, newest first, including any submitted (on any pod) before this call."""
-        await self._store.catch_up(self._lookup_timeout)
+        """The tenant's tasks, newest first, including any submitted (on any pod) before this call.
+
+        A submit puts its task in the store before it returns (``put_submitted``), so a list needs
+        no wait for the indexers to see it.
+        """
         return await self._store.list_tasks(
             tenant, status=status, session_id=session_id, limit=limit, offset=offset, cursor=cursor
         )
