@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-BATCH_RECORDS = 2000  # per fetch: bounds what one batch holds in memory
+BATCH_RECORDS = 1000  # per fetch: bounds what one batch holds in memory
 SWEEP_BATCH = 5000
 RETRYABLE = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
 
@@ -85,6 +85,8 @@ class StateIndexer:
         consumer = make_consumer(
             self._kafka, group_id=group_id(self._kafka), isolation_level="read_committed",
             session_timeout_ms=10_000, heartbeat_interval_ms=1_000, max_poll_interval_ms=300_000,
+            # prefetch bounds what a rebuild holds in memory (aiokafka's defaults: 1 MB per partition)
+            max_partition_fetch_bytes=256 * 1024, fetch_max_bytes=2 * 1024 * 1024,
         )
         consumer.subscribe([self._topic], listener=_Positioner(self))
         self._consumer = consumer  # before start: the first assignment may come while it starts

@@ -134,18 +134,18 @@ class TaskStore:
             args += [created, workflow_id]
             where.append(f"(created_at, workflow_id) {'>' if oldest_first else '<'} (${len(args) - 1}, ${len(args)})")
         order = "ASC" if oldest_first else "DESC"
-        # the page's keys from an index-only scan (deep offsets skip index entries, not rows),
-        # then only the page's rows; fixed fragments, every value is a parameter
+        # One round trip: the count, and the page — its keys from an index-only scan (deep offsets
+        # skip index entries, not rows), then only its rows. Fixed fragments; values are parameters.
         sql = (
-            "SELECT t.state, t.created_at, t.workflow_id FROM tasks t JOIN ("  # noqa: S608
-            f"SELECT workflow_id FROM tasks WHERE {' AND '.join(where)}"
-            f" ORDER BY created_at {order}, workflow_id {order} LIMIT {int(limit)} OFFSET {int(offset)}"
-            f") page USING (workflow_id) ORDER BY t.created_at {order}, t.workflow_id {order}"
+            f"SELECT c.total, p.state, p.created_at, p.workflow_id FROM (SELECT count(*) AS total FROM tasks"  # noqa: S608
+            f" WHERE {counted}) c LEFT JOIN LATERAL (SELECT t.state, t.created_at, t.workflow_id FROM tasks t JOIN"
+            f" (SELECT workflow_id FROM tasks WHERE {' AND '.join(where)}"
+            f" ORDER BY created_at {order}, workflow_id {order} LIMIT {int(limit)} OFFSET {int(offset)})"
+            f" page USING (workflow_id)) p ON true ORDER BY p.created_at {order}, p.workflow_id {order}"
         )
-        async with self._pool.acquire() as conn:
-            rows = await conn.fetch(sql, *args)
-            count_sql = f"SELECT count(*) FROM tasks WHERE {counted}"  # noqa: S608 - as above
-            total = await conn.fetchval(count_sql, *args[: counted.count("$")])
+        rows = await self._pool.fetch(sql, *args)
+        total = rows[0]["total"] if rows else 0
+        rows = [r for r in rows if r["state"] is not None]
         tasks = [s for s in (_state(r["state"]) for r in rows) if s is not None]
         next_cursor = _encode_cursor(rows[-1]["created_at"], rows[-1]["workflow_id"]) if len(rows) == limit else None
         return TaskPage(tasks, int(total), next_cursor)
