@@ -113,6 +113,7 @@ async def test_the_pipeline_acknowledges_in_read_order() -> None:
         if pipeline.full:
             await pipeline.room()
         if offset % 5 == 0:
+            pipeline.ready()
             await asyncio.sleep(0)
     await pipeline.drain()
     shipping.cancel()

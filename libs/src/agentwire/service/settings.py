@@ -100,6 +100,10 @@ class ProcessorSettings(BaseModel):
     workflow_timeout_s: float = Field(120.0, gt=0)
     timeout_check_interval_s: float = Field(5.0, gt=0)
     data_dir: str = ".data/processor"
+    # A shipped batch holds at most this many raw records, and records wait at most this long for
+    # the reader to catch up with its partitions (at light load a batch ships at once).
+    batch_max_records: int = Field(1000, ge=1)
+    batch_max_wait_ms: float = Field(20.0, gt=0)
     ops_port: int = Field(9102, ge=0, le=65535)
 
     @field_validator("budget_thresholds")

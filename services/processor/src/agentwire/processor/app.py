@@ -90,7 +90,8 @@ class Processor:
         self.topic_control = topics.control
         self.topic_dlq = topics.dlq
         sequencer = Sequencer(Limits(conf.default_token_budget, tuple(conf.budget_thresholds), conf.workflow_timeout_s))
-        self.pipeline = Pipeline(sequencer, self, kafka.partitions)
+        self.pipeline = Pipeline(sequencer, self, kafka.partitions, max_batch=conf.batch_max_records,
+                                 max_wait_s=conf.batch_max_wait_ms / 1000)
         self.producer: AIOKafkaProducer | None = None
         self.ready = False
         self._stream: StreamT[bytes] | None = None
@@ -163,11 +164,17 @@ class Processor:
         async def sequence(stream: StreamT[bytes]) -> None:
             manual = self._stream = stream.noack()
             add = pipeline.add
+            buffered = manual.channel.queue  # what faust has read for this stream and not yet yielded
+            highwater = app.consumer.highwater
             async for event in manual.events():
                 message = event.message
                 add(event, message.key, message.value)
                 if pipeline.full:
                     await pipeline.room()
+                elif buffered.empty() and message.offset + 1 >= (highwater(message.tp) or 0):
+                    # Caught up with the partition: ship now. Behind it (under load), let the batch
+                    # grow with the records that are already waiting, up to its size limit.
+                    pipeline.ready()
 
         @app.task
         async def ship() -> None:

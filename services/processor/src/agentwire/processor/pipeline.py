@@ -15,15 +15,19 @@ outputs and the row that remembers it are both in Kafka. A crash at any point
 either replays the record against an older row (same seq numbers: readers drop
 the duplicates) or finds it already remembered in the row.
 
-A batch closes as soon as the previous one's outputs are delivered: at light load
-a batch is one record (no added latency); under load it is everything sequenced
-meanwhile, which spreads the per-batch costs (deliveries, row writes, metrics)
-over many events. Step 1 of a batch overlaps step 2 of the one before it.
+A batch closes when the previous batch's outputs are delivered and the reader has
+caught up with its input (``ready``: nothing more is buffered or waiting in the
+partition), or when it is full, or after ``max_wait_s`` at most. At light load a
+batch is one record and ships at once; under load it is everything already
+waiting, which spreads the per-batch costs (produce requests, deliveries, row
+writes, metrics) over many events. Step 1 of a batch overlaps step 2 of the one
+before it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Iterable
@@ -116,11 +120,13 @@ def _partition(workflow_id: str, partitions: int) -> int:
 
 
 class Pipeline:
-    def __init__(self, sequencer: Sequencer, ports: Ports, partitions: int, *, max_batch: int = 5000) -> None:
+    def __init__(self, sequencer: Sequencer, ports: Ports, partitions: int, *, max_batch: int = 1000,
+                 max_wait_s: float = 0.02) -> None:
         self._sequencer = sequencer
         self._ports = ports
         self._partitions = partitions
         self._max_batch = max_batch
+        self._max_wait_s = max_wait_s
         self.producer: Producer | None = None  # set once the worker's producer started
         self.rows: dict[str, Row] = {}  # the working set: rows of workflows not yet ended
         self.current = Batch()
@@ -155,6 +161,10 @@ class Pipeline:
     def full(self) -> bool:
         return self.current.records >= self._max_batch
 
+    def ready(self) -> None:
+        """The reader caught up with its input: the open batch may close (the shipper decides when)."""
+        self._pending.set()
+
     async def room(self) -> None:
         """Wait until the open batch may grow again (backpressure when shipping lags)."""
         self._room.clear()
@@ -166,7 +176,6 @@ class Pipeline:
         batch = self.current
         batch.records += 1
         batch.acks.append(record)
-        self._pending.set()
         self._idle.clear()
         try:
             raws = decode_record(key, value)
@@ -220,13 +229,17 @@ class Pipeline:
     async def run(self) -> None:
         """Ship batches until cancelled (a faust app task)."""
         while True:
-            if not self.current.records:
-                if self._finishing is not None:
-                    await self._finishing
-                    self._finishing = None
+            if not self.current.records and self._finishing is not None:
+                await self._finishing
+                self._finishing = None
+            if not self._pending.is_set():
                 if not self.current.records:
-                    self._idle.set()
+                    if self._finishing is None:
+                        self._idle.set()
                     await self._pending.wait()
+                else:  # records the reader has not called ready for: it is behind; bound their wait
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._pending.wait(), self._max_wait_s)
             self._pending.clear()
             batch = self.current
             if not batch.records:
