@@ -1,8 +1,11 @@
 """End-to-end latency: raw event produced (as a runner would) → SSE frame received.
 
 A real processor and a real edge run as processes; this process produces
-LLM_PARTIAL raw events at BENCH_RATE per second (default 1,000) carrying their
-produce time, and reads them over SSE. Prints p50/p99 in ms as JSON on the last line.
+LLM_PARTIAL raw events at each of BENCH_RATES per second (default 1,000 then 100)
+carrying their produce time, and reads them over SSE. The raw and events topics
+stamp records with their append time, which splits each event's latency into hops:
+produce → raw topic, raw topic → events topic (the processor), events topic → SSE
+client (the edge). Prints p50/p99 in ms as JSON on the last line.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from pathlib import Path
 import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from agentwire.kafka import partition_for
 from agentwire.schema import RawEvent, TaskSubmitted, Topics, encode
@@ -27,11 +32,28 @@ from tests.bench.feed import TENANT, Feed
 from tests.support.broker import kafka_broker
 from tests.support.stack import Stack
 
-RATE = int(os.environ.get("BENCH_RATE", "1000"))
+RATES = [int(r) for r in os.environ.get("BENCH_RATES", os.environ.get("BENCH_RATE", "1000,100")).split(",")]
 SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
 
 
-async def measure(stack: Stack) -> dict[str, float]:
+async def append_times(bootstrap: str, topics: list[str]) -> None:
+    """Have the broker stamp records with their append time, so each hop can be timed."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic,
+                                                  {"message.timestamp.type": "LogAppendTime"}) for topic in topics])
+    finally:
+        await admin.close()
+
+
+def quantiles(name: str, values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    return {f"{name}_p50_ms": round(statistics.median(ordered) * 1000, 1),
+            f"{name}_p99_ms": round(ordered[int(len(ordered) * 0.99) - 1] * 1000, 1)}
+
+
+async def measure(stack: Stack, rate: int) -> dict[str, float]:
     topics = Topics(stack.prefix)
     base = stack.services["edge"].health_url.removesuffix("/health")
     wf = f"task-{uuid.uuid4().hex[:12]}"
@@ -40,8 +62,9 @@ async def measure(stack: Stack) -> dict[str, float]:
     await producer.start()
     latencies: list[float] = []
     received: dict[str, float] = {}  # produce time (the delta text) → SSE receipt time
-    appended: dict[str, float] = {}  # produce time → the processor's append time (record CreateTime)
-    total = int(RATE * SECONDS)
+    appended: dict[str, float] = {}  # produce time → the sequenced event's append time (events topic)
+    raw_appended: dict[str, float] = {}  # produce time → the raw event's append time (raw topic)
+    total = int(rate * SECONDS)
 
     def raw(i: int, kind: str, message: str | None = None) -> bytes:
         # runner-style ids number from 1: the processor treats `<prefix>:0` as already seen
@@ -51,7 +74,7 @@ async def measure(stack: Stack) -> dict[str, float]:
     async def produce() -> None:
         started = time.perf_counter()
         for i in range(1, total + 1):
-            delay = started + i / RATE - time.perf_counter()
+            delay = started + i / rate - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
             await producer.send(topics.events_raw, raw(i, "LLM_PARTIAL", repr(time.time())), key=wf.encode())
@@ -83,16 +106,19 @@ async def measure(stack: Stack) -> dict[str, float]:
                                     fetch_max_wait_ms=5)
         await consumer.start()
         try:
-            tp = TopicPartition(topics.events, partition_for(wf, stack.partitions))
-            consumer.assign([tp])
-            await consumer.seek_to_beginning(tp)
+            partition = partition_for(wf, stack.partitions)
+            tps = {TopicPartition(topics.events, partition): appended,
+                   TopicPartition(topics.events_raw, partition): raw_appended}
+            consumer.assign(list(tps))
+            await consumer.seek_to_beginning(*tps)
             while not done.is_set():
-                batches = await consumer.getmany(tp, timeout_ms=100)
-                for record in batches.get(tp, []):
-                    if record.key == wf.encode():
-                        event = orjson.loads(record.value)
-                        if event.get("type") == "LLM_PARTIAL":
-                            appended[event["message"]] = record.timestamp / 1000
+                batches = await consumer.getmany(*tps, timeout_ms=100)
+                for tp, records in batches.items():
+                    for record in records:
+                        if record.key == wf.encode():
+                            event = orjson.loads(record.value)
+                            if event.get("type") == "LLM_PARTIAL":
+                                tps[tp][event["message"]] = record.timestamp / 1000
         finally:
             await consumer.stop()
 
@@ -122,17 +148,16 @@ async def measure(stack: Stack) -> dict[str, float]:
         await producer.stop()
     steady = sorted(latencies[len(latencies) // 10:])  # drop the first 10 % (warm-up)
     keys = list(received)[len(received) // 10:]
-    processor = sorted(appended[k] - float(k) for k in keys if k in appended)
-    edge = sorted(received[k] - appended[k] for k in keys if k in appended)
+    timed = [k for k in keys if k in appended and k in raw_appended]
+    prefix = "e2e" if rate == RATES[0] else f"e2e_{rate}"
     return {
-        "e2e_processor_p50_ms": round(statistics.median(processor) * 1000, 1),
-        "e2e_processor_p99_ms": round(processor[int(len(processor) * 0.99) - 1] * 1000, 1),
-        "e2e_edge_p50_ms": round(statistics.median(edge) * 1000, 1),
-        "e2e_edge_p99_ms": round(edge[int(len(edge) * 0.99) - 1] * 1000, 1),
-        "e2e_rate_per_s": RATE,
-        "e2e_events": len(latencies),
-        "e2e_latency_p50_ms": round(statistics.median(steady) * 1000, 1),
-        "e2e_latency_p99_ms": round(steady[int(len(steady) * 0.99) - 1] * 1000, 1),
+        f"{prefix}_rate_per_s": rate,
+        f"{prefix}_events": len(latencies),
+        **quantiles(f"{prefix}_latency", steady),
+        # the budget, hop by hop (broker append times): produce → raw topic, → events topic, → SSE client
+        **quantiles(f"{prefix}_hop_produce", [raw_appended[k] - float(k) for k in timed]),
+        **quantiles(f"{prefix}_hop_processor", [appended[k] - raw_appended[k] for k in timed]),
+        **quantiles(f"{prefix}_hop_edge", [received[k] - appended[k] for k in timed]),
     }
 
 
@@ -146,7 +171,11 @@ def main() -> None:
                 service.start()
             for service in stack.services.values():
                 service.wait_ready()
-            figures = asyncio.run(measure(stack))
+            topics = Topics(stack.prefix)
+            asyncio.run(append_times(bootstrap, [topics.events_raw, topics.events]))
+            figures: dict[str, float] = {}
+            for rate in RATES:
+                figures.update(asyncio.run(measure(stack, rate)))
         finally:
             stack.stop()
     print(json.dumps(figures))

@@ -26,6 +26,9 @@ TARGETS = {
     "e2e_latency_p50_ms": "≤ 10 ms",
     "e2e_latency_p99_ms": "≤ 50 ms",
     "deliveries_per_edge_cpu_s": "≥ 100,000/s",
+    "processor_events_per_cpu_s": "≥ 5,000 (end to end, runner frames)",
+    "processor_noop_ratio": "≥ 0.7",
+    "e2e_100_latency_p50_ms": "≤ 8 ms",
 }
 
 
