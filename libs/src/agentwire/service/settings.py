@@ -104,6 +104,9 @@ class ProcessorSettings(BaseModel):
     # the reader to catch up with its partitions (at light load a batch ships at once).
     batch_max_records: int = Field(1000, ge=1)
     batch_max_wait_ms: float = Field(20.0, gt=0)
+    # Rows, task states and acknowledgements of delivered batches are written together, at most this
+    # often (clients already have the events; a crash replays at most this much more).
+    rows_interval_ms: float = Field(50.0, ge=0)
     ops_port: int = Field(9102, ge=0, le=65535)
 
     @field_validator("budget_thresholds")

@@ -91,7 +91,8 @@ class Processor:
         self.topic_dlq = topics.dlq
         sequencer = Sequencer(Limits(conf.default_token_budget, tuple(conf.budget_thresholds), conf.workflow_timeout_s))
         self.pipeline = Pipeline(sequencer, self, kafka.partitions, max_batch=conf.batch_max_records,
-                                 max_wait_s=conf.batch_max_wait_ms / 1000)
+                                 max_wait_s=conf.batch_max_wait_ms / 1000,
+                                 finish_interval_s=conf.rows_interval_ms / 1000)
         self.producer: AIOKafkaProducer | None = None
         self.ready = False
         self._stream: StreamT[bytes] | None = None

@@ -10,6 +10,9 @@ the open batch, grouped by partition. ``Pipeline.run`` ships batches:
    changelog, task states, control commands and dead letters, and waits for those;
 3. then acknowledges the batch's raw records, so faust may commit their offsets.
 
+Steps 2 and 3 run for several delivered batches at once, at most every
+``finish_interval_s``: one row write per touched workflow for all of them.
+
 Order matters for crash safety: a raw record is acknowledged only after its
 outputs and the row that remembers it are both in Kafka. A crash at any point
 either replays the record against an older row (same seq numbers: readers drop
@@ -121,12 +124,13 @@ def _partition(workflow_id: str, partitions: int) -> int:
 
 class Pipeline:
     def __init__(self, sequencer: Sequencer, ports: Ports, partitions: int, *, max_batch: int = 1000,
-                 max_wait_s: float = 0.02) -> None:
+                 max_wait_s: float = 0.02, finish_interval_s: float = 0.05) -> None:
         self._sequencer = sequencer
         self._ports = ports
         self._partitions = partitions
         self._max_batch = max_batch
         self._max_wait_s = max_wait_s
+        self._finish_interval_s = finish_interval_s
         self.producer: Producer | None = None  # set once the worker's producer started
         self.rows: dict[str, Row] = {}  # the working set: rows of workflows not yet ended
         self.current = Batch()
@@ -134,7 +138,11 @@ class Pipeline:
         self._idle = asyncio.Event()  # set while nothing is open or being shipped
         self._room = asyncio.Event()
         self._room.set()
-        self._finishing: asyncio.Task[None] | None = None
+        self._delivered: list[Batch] = []  # batches whose outputs are in Kafka, rows not yet
+        self._delivering = False
+        self._finishing = False
+        self._finisher: asyncio.Task[None] | None = None
+        self._failure: BaseException | None = None
         received = counter("agentwire_processor_events_processed_total", "Raw events processed", ["outcome"])
         self._sequenced = received.labels("sequenced")
         self._absorbed = received.labels("absorbed")
@@ -229,13 +237,11 @@ class Pipeline:
     async def run(self) -> None:
         """Ship batches until cancelled (a faust app task)."""
         while True:
-            if not self.current.records and self._finishing is not None:
-                await self._finishing
-                self._finishing = None
+            if self._failure is not None:
+                raise self._failure
             if not self._pending.is_set():
                 if not self.current.records:
-                    if self._finishing is None:
-                        self._idle.set()
+                    self._maybe_idle()
                     await self._pending.wait()
                 else:  # records the reader has not called ready for: it is behind; bound their wait
                     with contextlib.suppress(TimeoutError):
@@ -247,10 +253,44 @@ class Pipeline:
             self.current = Batch()
             batch.close()
             self._room.set()
-            await self._deliver(batch)
-            if self._finishing is not None:
-                await self._finishing
-            self._finishing = asyncio.create_task(self._finish(batch))
+            self._delivering = True
+            try:
+                await self._deliver(batch)
+            finally:
+                self._delivering = False
+            self._delivered.append(batch)
+            if not self._finishing:
+                self._finishing = True
+                self._finisher = asyncio.create_task(self._finish_delivered())
+
+    async def _finish_delivered(self) -> None:
+        """Step 2 for every batch whose outputs are delivered, several batches at a time.
+
+        Rows and acks need not follow each record closely (faust commits every
+        ``broker_commit_interval``); clients already have the outputs. So step 2 waits
+        ``finish_interval_s`` and then writes each touched row once for all the batches
+        delivered meanwhile: at a trickle of records that is one row write per workflow per
+        interval instead of one per record.
+        """
+        try:
+            while self._delivered:
+                if self._finish_interval_s:
+                    await asyncio.sleep(self._finish_interval_s)
+                batches, self._delivered = self._delivered, []
+                await self._finish(combined(batches))
+                for batch in batches:
+                    self._account(batch)
+        except Exception as exc:  # the run loop raises it: the worker stops and a restart replays
+            log.exception("shipping rows and acks failed")
+            self._failure = exc
+            self._pending.set()
+        finally:
+            self._finishing = False
+            self._maybe_idle()
+
+    def _maybe_idle(self) -> None:
+        if not (self.current.records or self._delivered or self._finishing or self._delivering):
+            self._idle.set()
 
     async def drain(self) -> None:
         """Wait until every record added so far is shipped and acknowledged (before a rebalance)."""
@@ -305,7 +345,6 @@ class Pipeline:
                     del self.rows[workflow_id]
                 ports.forget(workflow_id)
         await ports.ack(batch.acks)
-        self._account(batch)
 
     def _states(self, batch: Batch, snapshots: dict[str, dict[str, Any]]) -> Records:
         states: Records = {}
@@ -376,6 +415,22 @@ class Pipeline:
 
 
 TERMINAL_VALUES = frozenset(status.value for status in TaskStatus if status.terminal)
+
+
+def combined(batches: list[Batch]) -> Batch:
+    """Several delivered batches as one for step 2: each row's latest snapshot, everything else in order."""
+    if len(batches) == 1:
+        return batches[0]
+    whole = Batch(started=batches[0].started)
+    for batch in batches:
+        whole.snapshots.update(batch.snapshots)
+        whole.rows.update(batch.rows)
+        whole.changed |= batch.changed
+        whole.tasks += batch.tasks
+        whole.commands += batch.commands
+        whole.dead += batch.dead
+        whole.acks += batch.acks
+    return whole
 
 
 def decode_record(key: bytes | None, value: bytes | None) -> list[RawEvent]:
