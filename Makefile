@@ -8,7 +8,7 @@ SERVICES := ingest edge runner processor gateway webui cli
 STAMP := $(VENV)/.installed
 PROJECTS := libs/pyproject.toml $(foreach s,$(SERVICES),services/$(s)/pyproject.toml)
 
-.PHONY: setup run test unit lint bench chaos kafka helm system-deps clean
+.PHONY: setup run test unit lint bench chaos kafka helm engine images system-deps clean
 
 setup: $(STAMP) kafka helm
 
@@ -35,7 +35,7 @@ run: setup
 	mkdir -p .data
 	ENVIRONMENT=dev GATEWAY_SKIP_AUTH=1 $(BIN)/honcho -f deploy/local/Procfile -d . start
 
-test: setup
+test: setup images
 	$(BIN)/ruff check libs services tests deploy
 	$(BIN)/python -m pytest
 
@@ -44,6 +44,14 @@ unit: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check libs services tests deploy
+
+# The container engine: nothing where Docker answers; rootful podman and its Docker API socket otherwise.
+engine:
+	$(PYTHON) deploy/containers/engine.py up
+
+# Every image (services, Kafka, Prometheus), rebuilt only when its inputs changed (docs/containers.md).
+images: kafka
+	$(PYTHON) deploy/containers/images.py
 
 bench: setup
 	$(BIN)/python -m tests.bench.run
@@ -56,7 +64,8 @@ system-deps:
 	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	$$SUDO apt-get update -qq && \
 	$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-		openjdk-17-jre-headless maven python3-venv curl prometheus chromium postgresql
+		openjdk-17-jre-headless maven python3-venv curl prometheus chromium postgresql \
+		podman crun netavark aardvark-dns iptables debootstrap
 
 clean:
 	rm -rf $(VENV) .data

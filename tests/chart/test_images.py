@@ -1,9 +1,9 @@
-"""Container images and the compose stack, checked without a Docker engine.
+"""Container images and the compose stack, checked statically (tests/containers builds and runs them).
 
-Each services/<name>/Dockerfile is parsed: what it COPYs must exist in the repository and survive
-.dockerignore, its ENTRYPOINT must be a console script that the service's pyproject declares, it
-must run as a numeric non-root user from a pinned base image. deploy/compose/docker-compose.yml
-must build from Dockerfiles that exist and mount files that exist.
+The one Dockerfile is parsed: what it COPYs must exist in the repository and survive .dockerignore, each
+service's target must run a console script that the service's pyproject declares, the shared runtime
+stage must run as a numeric non-root user on the BASE_IMAGE argument. deploy/compose/docker-compose.yml
+must run the images `make images` builds and mount files that exist.
 """
 
 from __future__ import annotations
@@ -110,16 +110,29 @@ def ignored(path: str, rules: list[tuple[bool, re.Pattern[str]]]) -> bool:
     return result
 
 
+@pytest.fixture(scope="module")
+def dockerfile() -> list[tuple[str, str]]:
+    path = REPO / "Dockerfile"
+    assert path.is_file(), f"{path} is missing"
+    return instructions(path)
+
+
+def stages(dockerfile: list[tuple[str, str]]) -> dict[str, list[tuple[str, str]]]:
+    """Each stage's instructions by its name (FROM ... AS name)."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    current: list[tuple[str, str]] = []
+    for word, args in dockerfile:
+        if word == "FROM":
+            current = [(word, args)]
+            out[args.split()[-1] if " AS " in args.upper() else args] = current
+        elif current:
+            current.append((word, args))
+    return out
+
+
 @pytest.fixture(scope="module", params=IMAGES)
 def service(request: pytest.FixtureRequest) -> str:
     return str(request.param)
-
-
-@pytest.fixture(scope="module")
-def dockerfile(service: str) -> list[tuple[str, str]]:
-    path = REPO / "services" / service / "Dockerfile"
-    assert path.is_file(), f"{path} is missing"
-    return instructions(path)
 
 
 def test_copy_sources_exist_and_are_in_the_build_context(dockerfile: list[tuple[str, str]]) -> None:
@@ -139,52 +152,47 @@ def test_copy_sources_exist_and_are_in_the_build_context(dockerfile: list[tuple[
             if path.is_dir():
                 kept = [p.relative_to(REPO).as_posix() for p in path.rglob("*") if p.is_file()]
                 kept = [p for p in kept if not ignored(p, rules)]
-                assert f"{rel.rstrip('/')}/pyproject.toml" in kept, f"COPY {src}: pyproject.toml is not in the context"
+                assert any(p.endswith("/pyproject.toml") for p in kept), f"COPY {src}: no pyproject.toml in context"
                 assert any(p.endswith(".py") and "/src/" in p for p in kept), f"COPY {src}: no sources in the context"
             copied += 1
     assert copied >= 3
 
 
-def test_entrypoint_is_a_declared_console_script(service: str, dockerfile: list[tuple[str, str]]) -> None:
-    entrypoints = [exec_form(a) for w, a in dockerfile if w == "ENTRYPOINT"]
-    commands = [exec_form(a) for w, a in dockerfile if w == "CMD"]
-    assert entrypoints, "ENTRYPOINT missing (exec form)"
+def test_every_service_has_a_target_running_its_console_script(service: str, dockerfile: list[tuple[str, str]]) -> None:
+    target = stages(dockerfile)[service]
+    assert target[0][1].split()[0] == "runtime", f"target {service} builds on the shared runtime stage"
+    (entrypoint,) = [exec_form(a) for w, a in target if w == "ENTRYPOINT"]
     scripts = tomllib.loads((REPO / "services" / service / "pyproject.toml").read_text())["project"]["scripts"]
-    program = entrypoints[-1][0]
-    assert program == f"agentwire-{service}"
-    assert program in scripts, f"{program} is not in services/{service}/pyproject.toml [project.scripts]"
-    for command in commands:
-        assert not command or command[0].startswith("-") or command[0] in scripts
-
-
-def test_installs_the_service_with_the_constraints(service: str, dockerfile: list[tuple[str, str]]) -> None:
-    runs = " ".join(a for w, a in dockerfile if w == "RUN")
-    assert "-c constraints.txt" in runs
-    assert f"./services/{service}" in runs and "./libs" in runs
-    assert "/opt/venv" in runs
-
-
-def test_runtime_stage(service: str, dockerfile: list[tuple[str, str]]) -> None:
-    args = dict(a.split("=", 1) for w, a in dockerfile if w == "ARG" and "=" in a)
-    stages = [a for w, a in dockerfile if w == "FROM"]
-    assert len(stages) >= 2, "multi-stage build expected"
-    for stage in stages:
-        image = stage.split()[0]
-        image = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], image)
-        assert PYTHON_BASE.fullmatch(image), f"base image not pinned to an exact python 3.11 slim-bookworm: {image}"
-    final = dockerfile[max(i for i, (w, _) in enumerate(dockerfile) if w == "FROM"):]
-    final_copies = [a for w, a in final if w == "COPY"]
-    assert final_copies == ["--from=builder /opt/venv /opt/venv"], "the final stage copies only the venv"
-    (user,) = [a for w, a in final if w == "USER"]
-    uid = user.split(":")[0]
-    assert uid.isdigit() and int(uid) != 0, "numeric non-root USER (Kubernetes runAsNonRoot checks it)"
-    assert uid == "10001", "the helm chart's securityContext runs as 10001"
-    env = " ".join(a for w, a in final if w == "ENV")
-    assert "PATH=/opt/venv/bin:$PATH" in env and "AGENTWIRE_HTTP__HOST=0.0.0.0" in env
-    (expose,) = [a for w, a in final if w == "EXPOSE"]
+    assert entrypoint == [f"agentwire-{service}"] and entrypoint[0] in scripts
+    (expose,) = [a for w, a in target if w == "EXPOSE"]
     assert int(expose) == PORTS[service]
-    (health,) = [a for w, a in final if w == "HEALTHCHECK"]
-    assert "/health" in health and "urllib" in health and f"'{PORTS[service]}'" in health
+    env = " ".join(a for w, a in target if w == "ENV")
+    if PORTS[service] != 8080:  # the health check reads the port from the service's own setting
+        assert f"HEALTH_PORT={PORTS[service]}" in env and f"AGENTWIRE_{service.upper()}__OPS_PORT" in env
+
+
+def test_one_venv_with_every_service_installed_with_the_constraints(dockerfile: list[tuple[str, str]]) -> None:
+    runs = " ".join(a for w, a in stages(dockerfile)["builder"] if w == "RUN")
+    assert "-c constraints.txt" in runs and "/opt/venv" in runs and "./libs" in runs
+    for service in IMAGES:
+        assert f"./services/{service}" in runs
+
+
+def test_runtime_stage(dockerfile: list[tuple[str, str]]) -> None:
+    args = dict(a.split("=", 1) for w, a in dockerfile if w == "ARG" and "=" in a)
+    assert PYTHON_BASE.fullmatch(args["BASE_IMAGE"]), "default base: an exact python 3.11 slim-bookworm"
+    named = stages(dockerfile)
+    for name in ("builder", "runtime"):
+        assert named[name][0][1].split()[0] == "${BASE_IMAGE}", f"stage {name} builds on the BASE_IMAGE argument"
+    runtime = named["runtime"]
+    assert [a for w, a in runtime if w == "COPY"] == ["--from=builder /opt/venv /opt/venv"], "only the venv"
+    (user,) = [a for w, a in runtime if w == "USER"]
+    uid = user.split(":")[0]
+    assert uid == "10001", "numeric non-root USER: the helm chart's securityContext runs as 10001"
+    env = " ".join(a for w, a in runtime if w == "ENV")
+    assert "PATH=/opt/venv/bin:$PATH" in env and "AGENTWIRE_HTTP__HOST=0.0.0.0" in env
+    (health,) = [a for w, a in runtime if w == "HEALTHCHECK"]
+    assert "/health" in health and "urllib" in health and "HEALTH_PORT_SETTING" in health
 
 
 def test_dockerignore_keeps_local_state_out() -> None:
@@ -205,35 +213,19 @@ def compose() -> dict[str, Any]:
     return yaml.safe_load(COMPOSE.read_text())
 
 
-def test_compose_builds_from_existing_dockerfiles(compose: dict[str, Any]) -> None:
-    built = {}
-    for name, svc in compose["services"].items():
-        build = svc.get("build")
-        if build is None:
-            continue
-        context = (COMPOSE.parent / build["context"]).resolve()
-        dockerfile = context / build.get("dockerfile", "Dockerfile")
-        assert dockerfile.is_file(), f"compose service {name}: {dockerfile} does not exist"
-        assert context == REPO, f"compose service {name}: the build context is the repository root"
-        entry = svc.get("entrypoint")
-        if entry:
-            program = entry[0] if isinstance(entry, list) else entry.split()[0]
-            service_dir = dockerfile.parent
-            scripts = tomllib.loads((service_dir / "pyproject.toml").read_text())["project"]["scripts"]
-            assert program in scripts
-        built[name] = dockerfile
-    assert {"ingest", "edge", "runner", "processor", "gateway"} <= built.keys()
-
-
-def test_compose_images_are_pinned(compose: dict[str, Any]) -> None:
-    for name, svc in compose["services"].items():
-        if "build" in svc:
-            continue
-        image = svc["image"]
-        assert ":" in image and not image.endswith(":latest"), f"{name}: {image} is not pinned"
-    assert compose["services"]["kafka"]["image"] == "apache/kafka:4.1.2"
-    env = compose["services"]["kafka"]["environment"]
-    assert "controller" in env["KAFKA_PROCESS_ROLES"] and "broker" in env["KAFKA_PROCESS_ROLES"]
+def test_compose_runs_the_images_make_images_builds(compose: dict[str, Any]) -> None:
+    built = {f"agentwire/agentwire-{name}:${{AGENTWIRE_IMAGE_TAG:-dev}}" for name in IMAGES}
+    built |= {"agentwire/kafka:4.1.2", "agentwire/prometheus:2.42", "agentwire/postgres:15"}
+    images = {name: svc["image"] for name, svc in compose["services"].items()}
+    assert all("build" not in svc for svc in compose["services"].values()), "images come from `make images`"
+    assert built == {image for name, image in images.items() if name != "grafana"}
+    script = (REPO / "deploy" / "containers" / "images.py").read_text()
+    for image in ('f"agentwire/agentwire-{service}:{tag}"', '"agentwire/prometheus:2.42"', '"agentwire/postgres:15"'):
+        assert image in script
+    assert images["grafana"].startswith("grafana/grafana:") and not images["grafana"].endswith(":latest")
+    assert compose["services"]["grafana"]["profiles"] == ["grafana"], "Grafana only where its image can be had"
+    advertised = compose["services"]["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
+    assert "HOST://" in advertised and "PLAINTEXT://kafka:9092" in advertised
 
 
 def test_compose_bind_mounts_exist(compose: dict[str, Any]) -> None:

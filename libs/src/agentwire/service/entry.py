@@ -7,22 +7,25 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from agentwire.kafka import ensure_topics
 from agentwire.service.lifecycle import configure_logging, run, serve
 from agentwire.service.settings import Settings, load_settings
+from agentwire.service.waiting import topics_when_kafka_answers
 
 
-def run_http_service(create_app: Callable[[Settings], web.Application], *, streams: bool = False) -> None:
+def run_http_service(
+    service: str, create_app: Callable[[Settings], web.Application], *, streams: bool = False
+) -> None:
     """Serve ``create_app(settings)``; with ``streams``, a handler ends as soon as its client leaves.
 
-    Stream handlers otherwise notice a departed client only at their next write (a keepalive, up to
-    ``streaming.keepalive_s`` later).
+    Until Kafka answers, the port serves only the probes (/readiness says 503). Stream handlers otherwise
+    notice a departed client only at their next write (a keepalive, up to ``streaming.keepalive_s`` later).
     """
     configure_logging()
     settings = load_settings()
 
     async def serve_app(stop: asyncio.Event) -> None:
-        await ensure_topics(settings.kafka)
-        await serve(create_app(settings), settings.http.host, settings.http.port, stop, handler_cancellation=streams)
+        http = settings.http
+        if await topics_when_kafka_answers(settings.kafka, stop, service=service, host=http.host, port=http.port):
+            await serve(create_app(settings), http.host, http.port, stop, handler_cancellation=streams)
 
     run(serve_app, settings.event_loop)

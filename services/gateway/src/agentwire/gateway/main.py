@@ -28,4 +28,4 @@ def create_app(settings: Settings) -> web.Application:
 
 
 def main() -> None:
-    run_http_service(create_app, streams=True)
+    run_http_service("gateway", create_app, streams=True)

@@ -5,4 +5,4 @@ from agentwire.service.entry import run_http_service
 
 
 def main() -> None:
-    run_http_service(create_app)
+    run_http_service("ingest", create_app)

@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import faust
 from aiohttp import web
 
-from agentwire.kafka import ensure_topics
 from agentwire.kafka.lag import LagMonitor
 from agentwire.processor.app import Processor
 from agentwire.service import configure_logging, load_settings, ops_app
+from agentwire.service.waiting import wait_for_topics
 
 
 def main() -> None:
     configure_logging()
     settings = load_settings()
-    asyncio.run(ensure_topics(settings.kafka))
+    if not wait_for_topics(settings, service="processor", port=settings.processor.ops_port):
+        return  # stopped while Kafka was still unreachable
     if settings.event_loop == "uvloop":
         import uvloop
 
