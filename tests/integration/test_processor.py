@@ -20,7 +20,7 @@ GRAMMAR_CASES = [
     ("supervisor", {"features": ["dynamic_team_v1", "p2p_v1"]},
      {"TEAM_RECRUITED", "TEAM_RETIRED", "MESSAGE_SENT", "MESSAGE_RECEIVED", "WORKSPACE_UPDATED"}),
     ("standard", {"force_swarm": True}, {"TASKLIST_UPDATED", "LEAD_DECISION"}),
-    ("simple", {"require_approval": True}, {"APPROVAL_REQUESTED", "APPROVAL_DECISION"}),
+    ("simple", {"require_approval": True, "auto_approve": True}, {"APPROVAL_REQUESTED", "APPROVAL_DECISION"}),
 ]
 
 

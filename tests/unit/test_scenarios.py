@@ -116,16 +116,30 @@ def test_force_swarm_runs_a_task_board(mode: str) -> None:
     assert len(decisions) == 2
 
 
-def test_require_approval_inserts_a_decision_after_the_plan() -> None:
-    steps = play(task("standard", require_approval=True, approval_wait_s=2))
+def test_require_approval_inserts_a_gate_after_the_plan() -> None:
+    steps = play(task("standard", require_approval=True, approval_timeout_s=30))
     check_grammar(steps)
     types = [s.type for s in steps]
     at = types.index("APPROVAL_REQUESTED")
     assert steps[at - 1].name == "plan"
-    decision = steps[at + 1]
-    assert decision.type == "APPROVAL_DECISION" and decision.payload and decision.payload["approved"] is True
-    assert decision.delay == 2.0
+    request, gate = steps[at], steps[at + 1]
+    assert request.payload is not None and request.payload["timeout_s"] == 30.0
+    assert request.payload["approval_id"].startswith("approval-") and request.payload["what"] == "plan"
+    assert gate.gate == "approval" and gate.payload == {"approval_id": request.payload["approval_id"]}
     assert types.index("AGENT_STARTED") > at + 1
+    # The same task always asks for the same approval; another task for another one.
+    assert play(task("standard", require_approval=True))[at].payload["approval_id"] == request.payload["approval_id"]
+    other = play(task("standard", workflow_id="task-2", require_approval=True))[at]
+    assert other.payload is not None and other.payload["approval_id"] != request.payload["approval_id"]
+
+
+def test_auto_approve_keeps_the_demo_decision() -> None:
+    steps = play(task("standard", require_approval=True, auto_approve=True, approval_wait_s=2))
+    types = [s.type for s in steps]
+    decision = steps[types.index("APPROVAL_REQUESTED") + 1]
+    assert decision.type == "APPROVAL_DECISION" and decision.gate is None and decision.delay == 2.0
+    assert decision.payload is not None and decision.payload["approved"] is True
+    assert decision.payload["decided_by"] == "auto-approver"
 
 
 def test_options_from_context() -> None:
@@ -135,6 +149,8 @@ def test_options_from_context() -> None:
     assert (options.speed, options.chunk_words, options.output_tokens) == (4.0, 1, 50)
     assert (options.fail_at, options.stall_at, options.tool_error) == ("x", "y", True)
     assert options.features == frozenset({"p2p_v1"}) and options.force_swarm and options.token_budget == 1000
+    assert Options.from_task(t, 1.0, 42.0).approval_timeout_s == 42.0
+    assert Options.from_task(task(approval_timeout_s=5), 1.0, 42.0).approval_timeout_s == 5.0
     bad = Options.from_task(task(speed="fast", chunk_words=-3, features="p2p_v1", token_budget=True), 1.0)
     assert bad.speed == 1.0 and bad.chunk_words == 1 and bad.features == frozenset() and bad.token_budget is None
 

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from agentwire.processor.row import Row
 from agentwire.processor.sequencer import Limits, Outcome, Sequencer
-from agentwire.schema import Event, InternalType, RawEvent, TaskStatus, TaskSubmitted, dumps, encode
+from agentwire.schema import (
+    ApprovalDecision,
+    Event,
+    InternalType,
+    RawEvent,
+    TaskStatus,
+    TaskSubmitted,
+    dumps,
+    encode,
+)
 
 WF = "task-seq"
 NOW = 1_000_000.0
@@ -214,3 +224,74 @@ def test_events_without_admission_still_sequence() -> None:
     sequencer = Sequencer(Limits(100, (50, 80, 100), 120.0))
     out = sequencer.apply(None, RawEvent(event_id="w:1", workflow_id="w", type="WORKFLOW_STARTED"), NOW)
     assert out.row is not None and [e["seq"] for e in out.events] == [1]
+
+
+def _tick(h: Harness, now: float) -> Outcome:
+    return h.apply(RawEvent(event_id=f"{WF}:timeout:{int(now)}", workflow_id=WF, type=InternalType.TIMEOUT), now)
+
+
+def _request(h: Harness, approval_id: str = "approval-1", expires_in: float = 60.0) -> None:
+    expires = datetime.fromtimestamp(NOW + expires_in, UTC).isoformat()
+    payload = {"approval_id": approval_id, "expires_at": expires, "description": "Approve the plan?"}
+    h.emit("APPROVAL_REQUESTED", payload, message='{"approval_id": "..."}')
+
+
+def _decide(h: Harness, offset: int, approved: bool, now: float, approval_id: str = "approval-1") -> Outcome:
+    payload = {"kind": "approval_decision", "workflow_id": WF, "approval_id": approval_id, "approved": approved,
+               "feedback": "ok", "requested_by": "alice"}
+    return h.apply(RawEvent(event_id=f"{WF}:control:{offset}", workflow_id=WF, type="_CONTROL", payload=payload),
+                   now)
+
+
+def test_an_approval_is_tracked_from_request_to_decision() -> None:
+    h = Harness()
+    h.emit("WORKFLOW_STARTED")
+    _request(h)
+    assert h.row is not None
+    [approval] = h.row.approvals
+    assert approval.status == "pending" and approval.message == "Approve the plan?"
+    assert approval.expires_at == datetime.fromtimestamp(NOW + 60, UTC)
+    # The first admitted decision wins (the runner applies the same one: the control topic's order).
+    assert _decide(h, 7, True, NOW + 5).state_changed
+    _decide(h, 8, False, NOW + 6)
+    assert h.row.approvals[0].status == "approved" and h.row.approvals[0].decided_by == "alice"
+    assert h.row.last_activity == NOW + 5
+    # What the runner emits is the truth.
+    h.emit("APPROVAL_DECISION", {"approval_id": "approval-1", "approved": True, "decided_by": "alice",
+                                 "feedback": "ok"})
+    assert h.row.approvals[0].status == "approved" and h.row.approvals[0].feedback == "ok"
+    assert h.types.count("APPROVAL_DECISION") == 1
+
+
+def test_a_pending_approval_holds_off_the_silence_timeout_until_it_expires() -> None:
+    h = Harness(timeout_s=3)
+    h.emit("WORKFLOW_STARTED")
+    _request(h, expires_in=60)
+    assert h.row is not None
+    assert not h.sequencer.due(h.row, NOW + 30)  # silent for 30 s, but waiting for a human
+    assert _tick(h, NOW + 30).row is None and "WORKFLOW_FAILED" not in h.types
+    # Expired: the processor denies it itself, once, and gives the runner a fresh silence window.
+    assert h.sequencer.due(h.row, NOW + 61)
+    out = _tick(h, NOW + 61)
+    [command] = out.commands
+    assert isinstance(command, ApprovalDecision)
+    assert (command.approval_id, command.approved, command.requested_by) == ("approval-1", False, "timeout")
+    assert h.row.approvals[0].status == "denied" and h.row.approvals[0].decided_by == "timeout"
+    assert not out.events and _tick(h, NOW + 62).commands == []
+    assert not h.sequencer.due(h.row, NOW + 62)
+    # A decision arriving after the timeout changes nothing; a runner that never reacts is timed out.
+    _decide(h, 9, True, NOW + 62)
+    assert h.row.approvals[0].status == "denied"
+    assert h.sequencer.due(h.row, NOW + 65)
+    _tick(h, NOW + 65)
+    assert h.types[-2:] == ["WORKFLOW_FAILED", "STREAM_END"] and h.row.status == TaskStatus.TIMEOUT
+
+
+def test_a_decision_counts_as_activity() -> None:
+    h = Harness(timeout_s=3)
+    h.emit("WORKFLOW_STARTED")
+    _request(h, expires_in=600)
+    _decide(h, 5, True, NOW + 100)  # decided long after the last event
+    assert h.row is not None
+    assert not h.sequencer.due(h.row, NOW + 101)
+    assert h.sequencer.due(h.row, NOW + 104)

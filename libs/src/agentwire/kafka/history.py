@@ -1,4 +1,4 @@
-"""Reading a workflow's past events from the events topic.
+"""Reading a workflow's past records from a topic (the events topic unless told otherwise).
 
 A small pool of hand-assigned consumers serves every history read of the process:
 each read borrows one, seeks the workflow's partition and reads up to the end
@@ -25,9 +25,9 @@ READ_BATCH = 2000  # records per fetch: bounds the memory one history read holds
 
 
 class EventLog:
-    def __init__(self, kafka: KafkaSettings, *, readers: int = 4) -> None:
+    def __init__(self, kafka: KafkaSettings, *, readers: int = 4, topic: str | None = None) -> None:
         self._kafka = kafka
-        self._topic = kafka.topics.events
+        self._topic = topic or kafka.topics.events
         self._size = readers
         self._pool: asyncio.Queue[AIOKafkaConsumer] = asyncio.Queue()
         self._all: list[AIOKafkaConsumer] = []
@@ -70,8 +70,11 @@ class EventLog:
         """
         if state.first_offset is not None:
             return state.first_offset
-        tp = TopicPartition(self._topic, self.partition_of(state.workflow_id))
-        since = state.task.created_at - CLOCK_SKEW
+        return await self.offset_since(state.workflow_id, state.task.created_at - CLOCK_SKEW)
+
+    async def offset_since(self, workflow_id: str, since: datetime) -> int:
+        """The first offset of the workflow's partition written at or after ``since`` (else the end)."""
+        tp = TopicPartition(self._topic, self.partition_of(workflow_id))
         async with self._borrow() as consumer:
             end = (await consumer.end_offsets([tp]))[tp]
             found = await consumer.offsets_for_times({tp: _millis(since)})

@@ -4,14 +4,24 @@ Imports no other agentwire library.
 """
 
 from agentwire.schema.codec import DecodeError, decode, decode_as, dumps, encode, encode_many
-from agentwire.schema.commands import CancelTask, ControlCommand, PauseTask, ResumeTask, TaskSubmitted
+from agentwire.schema.commands import (
+    ApprovalDecision,
+    CancelTask,
+    ControlCommand,
+    PauseTask,
+    ResumeTask,
+    SwarmMessage,
+    TaskSubmitted,
+)
 from agentwire.schema.events import TERMINAL_TYPES, Event, EventType, InternalType, RawEvent, utcnow
-from agentwire.schema.state import ControlState, TaskState, TaskStatus, Usage
+from agentwire.schema.state import Approval, ControlState, TaskState, TaskStatus, Usage
 from agentwire.schema.topics import DEFAULT_PARTITIONS, Topics
 
 __all__ = [
     "DEFAULT_PARTITIONS",
     "TERMINAL_TYPES",
+    "Approval",
+    "ApprovalDecision",
     "CancelTask",
     "ControlCommand",
     "ControlState",
@@ -22,6 +32,7 @@ __all__ = [
     "PauseTask",
     "RawEvent",
     "ResumeTask",
+    "SwarmMessage",
     "TaskState",
     "TaskStatus",
     "TaskSubmitted",

@@ -52,4 +52,27 @@ class ResumeTask(_Control):
     kind: Literal["resume"] = "resume"
 
 
-ControlCommand = Annotated[CancelTask | PauseTask | ResumeTask, Field(discriminator="kind")]
+class ApprovalDecision(_Control):
+    """A human's (or the approval timeout's) answer to an APPROVAL_REQUESTED of the workflow.
+
+    The first decision for an ``approval_id`` in the control topic's order wins, for the
+    runner and the processor alike; later ones are ignored.
+    """
+
+    kind: Literal["approval_decision"] = "approval_decision"
+    approval_id: str
+    approved: bool
+    feedback: str = ""
+
+
+class SwarmMessage(_Control):
+    """A message from a client to a running swarm workflow (``send_swarm_message``)."""
+
+    kind: Literal["swarm_message"] = "swarm_message"
+    message_id: str
+    message: str
+
+
+ControlCommand = Annotated[
+    CancelTask | PauseTask | ResumeTask | ApprovalDecision | SwarmMessage, Field(discriminator="kind")
+]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -45,6 +45,26 @@ class ControlState(BaseModel):
     cancelled_by: str = ""
 
 
+ApprovalStatus = Literal["pending", "approved", "denied"]
+
+
+class Approval(BaseModel):
+    """One approval a workflow asked for, as the processor last saw it.
+
+    ``decided_by`` is the key name of whoever decided, or ``timeout`` when nobody did in time.
+    A workflow holds at most a handful (one per approval checkpoint), so the list is bounded.
+    """
+
+    approval_id: str
+    status: ApprovalStatus = "pending"
+    message: str = ""
+    requested_at: datetime | None = None
+    expires_at: datetime | None = None
+    decided_at: datetime | None = None
+    decided_by: str = ""
+    feedback: str = ""
+
+
 class TaskState(BaseModel):
     """Everything the API reports about one task."""
 
@@ -60,6 +80,7 @@ class TaskState(BaseModel):
     usage: Usage = Field(default_factory=Usage)
     control: ControlState = Field(default_factory=ControlState)
     metadata: dict[str, Any] = Field(default_factory=dict)
+    approvals: list[Approval] = Field(default_factory=list)
     last_seq: int = 0
     first_offset: int | None = None
     updated_at: datetime

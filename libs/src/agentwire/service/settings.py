@@ -90,6 +90,7 @@ class RunnerSettings(BaseModel):
     group_id: str = "agentwire-runner"
     default_speed: float = Field(1.0, gt=0)
     drain_grace_s: float = Field(10.0, ge=0)
+    approval_timeout_s: float = Field(600.0, gt=0)  # context.approval_timeout_s overrides it per task
     ops_port: int = Field(9101, ge=0, le=65535)
 
 

@@ -8,7 +8,9 @@ from aiohttp import web
 
 from agentwire import webui
 from agentwire.auth import Authenticator
-from agentwire.ingest.keys import AUTH, LIMITER, SETTINGS, TASKS
+from agentwire.ingest import interactive
+from agentwire.ingest.interactions import Interactions
+from agentwire.ingest.keys import AUTH, INTERACTIONS, LIMITER, SETTINGS, TASKS
 from agentwire.ingest.ratelimit import RateLimiter
 from agentwire.ingest.routes import routes
 from agentwire.ingest.tasks import TaskService
@@ -36,6 +38,7 @@ def setup(app: web.Application, settings: Settings) -> None:
     app[AUTH] = Authenticator.from_settings(settings)
     app[LIMITER] = RateLimiter(settings.rate_limits.per_minute)
     app.add_routes(routes)
+    app.add_routes(interactive.routes)
     setup_store(app, settings)
     app.cleanup_ctx.append(_kafka)
 
@@ -54,6 +57,7 @@ async def _kafka(app: web.Application) -> AsyncIterator[None]:
     app[TASKS] = TaskService(
         producer, app[STORE].tasks, log, settings.kafka.topics, lookup_timeout=settings.http.read_your_writes_timeout_s
     )
+    app[INTERACTIONS] = Interactions(app[TASKS])
     try:
         yield
     finally:

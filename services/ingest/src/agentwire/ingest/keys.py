@@ -3,6 +3,7 @@
 from aiohttp import web
 
 from agentwire.auth import Authenticator
+from agentwire.ingest.interactions import Interactions
 from agentwire.ingest.ratelimit import RateLimiter
 from agentwire.ingest.tasks import TaskService
 from agentwire.service.settings import Settings
@@ -11,3 +12,4 @@ SETTINGS = web.AppKey("settings", Settings)
 AUTH = web.AppKey("auth", Authenticator)
 TASKS = web.AppKey("tasks", TaskService)
 LIMITER = web.AppKey("rate_limiter", RateLimiter)
+INTERACTIONS = web.AppKey("interactions", Interactions)

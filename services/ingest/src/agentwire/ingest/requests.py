@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 
 class Mode(StrEnum):
@@ -41,3 +41,22 @@ class ControlBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     reason: str | None = Field(None, max_length=1000)
+
+
+class ApprovalDecisionBody(BaseModel):
+    """Body of POST /api/v1/approvals/decision (the SDK's ``approve``)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    approval_id: str = Field(min_length=1, max_length=128)
+    workflow_id: str = Field(min_length=1, max_length=128)
+    approved: StrictBool
+    feedback: str | None = Field(None, max_length=4000)
+
+
+class SwarmMessageBody(BaseModel):
+    """Body of POST /api/v1/swarm/{workflow_id}/message (the SDK's ``send_swarm_message``)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    message: str = Field(min_length=1, max_length=10_000)

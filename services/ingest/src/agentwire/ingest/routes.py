@@ -4,66 +4,25 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
 
-from agentwire.auth import Principal
-from agentwire.ingest.keys import AUTH, LIMITER, TASKS
+from agentwire.ingest.keys import TASKS
 from agentwire.ingest.openapi import openapi_document
 from agentwire.ingest.render import control_state, task_status, task_summary
 from agentwire.ingest.requests import ControlBody, SubmitTask
 from agentwire.ingest.tasks import IdempotencyConflict
-from agentwire.schema import CancelTask, PauseTask, ResumeTask, TaskState, TaskStatus, dumps
-from agentwire.service.http import ApiError, valid_id
+from agentwire.ingest.web import int_param as _int_param
+from agentwire.ingest.web import json_response as _json
+from agentwire.ingest.web import limited as _limited
+from agentwire.ingest.web import own_task as _own_task
+from agentwire.ingest.web import read_body as _body
+from agentwire.schema import CancelTask, PauseTask, ResumeTask, TaskState, TaskStatus
+from agentwire.service.http import ApiError
 from agentwire.store import InvalidCursor
 
 routes = web.RouteTableDef()
 
 HIDDEN_IN_HISTORY = frozenset({"LLM_PARTIAL", "LLM_PROMPT"})
-
-
-def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(body=dumps(data), status=status, content_type="application/json", headers=headers)
-
-
-def _principal(request: web.Request) -> Principal:
-    return request.app[AUTH].authenticate(request)
-
-
-async def _body(request: web.Request, model: type[BaseModel], *, optional: bool = False) -> Any:
-    raw = await request.read()
-    if not raw.strip():
-        if optional:
-            return model()
-        raise ApiError(400, "request body is required")
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise ApiError(400, "request body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, "request body must be a JSON object")
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "body"
-        raise ApiError(400, f"invalid {where}: {first['msg']}") from None
-
-
-def _limited(request: web.Request) -> tuple[Principal, dict[str, str]]:
-    """Authenticate and take one request from the caller's rate limit; its headers."""
-    principal = _principal(request)
-    return principal, request.app[LIMITER].check(principal)
-
-
-async def _own_task(request: web.Request, principal: Principal | None = None) -> tuple[Principal, TaskState]:
-    principal = principal or _principal(request)
-    task_id = valid_id(request.match_info["task_id"], "task id")
-    state = await request.app[TASKS].find(task_id, principal.tenant)
-    if state is None:
-        raise ApiError(404, "Task not found")
-    return principal, state
 
 
 async def _submit(request: web.Request) -> tuple[TaskState, bool, dict[str, str]]:
@@ -199,18 +158,6 @@ async def get_control_state(request: web.Request) -> web.Response:
 @routes.get("/openapi.json")
 async def openapi(_: web.Request) -> web.Response:
     return _json(openapi_document())
-
-
-def _int_param(raw: str | None, name: str, *, default: int, low: int, high: int) -> int:
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(400, f"{name} must be an integer") from None
-    if not low <= value <= high:
-        raise ApiError(400, f"{name} must be between {low} and {high}")
-    return value
 
 
 def _status_param(raw: str | None) -> TaskStatus | None:

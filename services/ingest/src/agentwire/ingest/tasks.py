@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
 from typing import Any
@@ -13,11 +14,14 @@ from agentwire.ingest.requests import SubmitTask
 from agentwire.kafka import position_id
 from agentwire.kafka.history import EventLog
 from agentwire.schema import (
+    Approval,
+    ApprovalDecision,
     CancelTask,
     DecodeError,
     Event,
     PauseTask,
     ResumeTask,
+    SwarmMessage,
     TaskState,
     TaskStatus,
     TaskSubmitted,
@@ -89,7 +93,28 @@ class TaskService:
         await self._store.put_submitted(state, record)
         return state, False
 
-    async def control(self, state: TaskState, command: CancelTask | PauseTask | ResumeTask) -> None:
+    async def approval(self, state: TaskState, approval_id: str) -> tuple[TaskState, Approval | None]:
+        """The task's freshest state and the approval in it.
+
+        A client learns an approval id from the stream, which can run a moment ahead of the task
+        state (the processor publishes the state after the events): an approval the store does
+        not hold yet is waited for, bounded by the read-your-writes timeout.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._lookup_timeout
+        partition = self._log.partition_of(state.workflow_id)
+        while True:
+            state = await self._store.get(state.workflow_id) or state
+            found = next((a for a in state.approvals if a.approval_id == approval_id), None)
+            left = deadline - loop.time()
+            if found is not None or left <= 0:
+                return state, found
+            await self._store.catch_up(left, [partition])
+            await asyncio.sleep(min(0.05, max(deadline - loop.time(), 0)))
+
+    async def control(
+        self, state: TaskState, command: CancelTask | PauseTask | ResumeTask | ApprovalDecision | SwarmMessage
+    ) -> None:
         await self._producer.send_and_wait(self._topics.control, encode(command), key=state.workflow_id.encode())
 
     async def history(self, state: TaskState) -> list[dict[str, Any]]:

@@ -89,8 +89,9 @@ class Processor:
         self.topic_state = topics.task_state
         self.topic_control = topics.control
         self.topic_dlq = topics.dlq
-        sequencer = Sequencer(Limits(conf.default_token_budget, tuple(conf.budget_thresholds), conf.workflow_timeout_s))
-        self.pipeline = Pipeline(sequencer, self, kafka.partitions, max_batch=conf.batch_max_records,
+        self.sequencer = Sequencer(Limits(conf.default_token_budget, tuple(conf.budget_thresholds),
+                                          conf.workflow_timeout_s))
+        self.pipeline = Pipeline(self.sequencer, self, kafka.partitions, max_batch=conf.batch_max_records,
                                  max_wait_s=conf.batch_max_wait_ms / 1000,
                                  finish_interval_s=conf.rows_interval_ms / 1000)
         self.producer: AIOKafkaProducer | None = None
@@ -245,10 +246,9 @@ class Processor:
                 live[workflow_id] = Row.model_validate(stored)
 
     async def _time_out_silent(self) -> None:
-        limit = self.settings.processor.workflow_timeout_s
         now = time.time()
         for workflow_id, row in list(self.pipeline.rows.items()):
-            if row.terminal or row.status.value == "TASK_STATUS_PAUSED" or now - row.last_activity < limit:
+            if not self.sequencer.due(row, now):  # silent too long, or an approval expired
                 continue
             raw = RawEvent(event_id=f"{workflow_id}:timeout:{int(now)}", workflow_id=workflow_id,
                            type=InternalType.TIMEOUT)

@@ -47,6 +47,7 @@ from agentwire.kafka.metrics import LATENCY_BUCKETS, counter, gauge, histogram
 from agentwire.processor.row import Row
 from agentwire.processor.sequencer import Outcome, Sequencer
 from agentwire.schema import (
+    ApprovalDecision,
     CancelTask,
     InternalType,
     RawEvent,
@@ -75,7 +76,7 @@ class Batch:
     snapshots: dict[str, dict[str, Any]] = field(default_factory=dict)  # rows as of the batch's close
     changed: set[str] = field(default_factory=set)  # workflows whose task state changed
     tasks: list[TaskSubmitted] = field(default_factory=list)  # tasks to store
-    commands: list[CancelTask] = field(default_factory=list)
+    commands: list[CancelTask | ApprovalDecision] = field(default_factory=list)
     dead: list[tuple[Any, str]] = field(default_factory=list)  # (record, reason) for the dead-letter topic
     acks: list[Any] = field(default_factory=list)  # raw records to acknowledge, in order
     records: int = 0  # raw records
@@ -478,6 +479,7 @@ def state_of(task: TaskSubmitted, row: Row) -> TaskState:
         provider=row.provider,
         usage=row.usage,
         control=row.control,
+        approvals=row.approvals,
         last_seq=row.seq,
         first_offset=row.first_offset,
         updated_at=_dt(row.updated_at) or utcnow(),

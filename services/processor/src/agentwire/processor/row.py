@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from agentwire.schema import ControlState, TaskStatus, Usage
+from agentwire.schema import Approval, ControlState, TaskStatus, Usage
 
 RECENT_IDS = 64
 
@@ -31,6 +31,7 @@ class Row(BaseModel):
     result: str | None = None
     error: str | None = None
     control: ControlState = Field(default_factory=ControlState)
+    approvals: list[Approval] = Field(default_factory=list)  # bounded: approvals.MAX_APPROVALS
     first_offset: int | None = None
     last_activity: float = 0.0
     updated_at: float = 0.0

@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from agentwire.processor import approvals
 from agentwire.processor.row import Row
 from agentwire.schema import (
     TERMINAL_TYPES,
+    ApprovalDecision,
     CancelTask,
     InternalType,
     RawEvent,
@@ -44,7 +46,7 @@ class Outcome:
     task: TaskSubmitted | None = None  # set when the task must be (re)stored
     events: list[Output] = field(default_factory=list)  # wire-shaped Event dicts
     state_changed: bool = False
-    commands: list[CancelTask] = field(default_factory=list)
+    commands: list[CancelTask | ApprovalDecision] = field(default_factory=list)
 
 
 TERMINAL_STATUS = {
@@ -102,11 +104,29 @@ class Sequencer:
             control.is_cancelled = True
             control.cancel_reason = str(payload.get("reason", ""))
             control.cancelled_by = str(payload.get("requested_by", ""))
+        elif kind == "approval_decision":
+            approvals.on_command(row, payload, now)
         row.updated_at = now
         return Outcome(row=row, state_changed=True)
 
+    def due(self, row: Row, now: float) -> bool:
+        """Whether the timer should send ``row`` an internal timeout record now."""
+        if row.terminal:
+            return False
+        if approvals.expired(row, now):
+            return True
+        return self._silent(row, now)
+
+    def _silent(self, row: Row, now: float) -> bool:
+        return (row.status != TaskStatus.PAUSED and not approvals.waiting(row, now)
+                and now - row.last_activity >= self._limits.timeout_s)
+
     def _timeout(self, row: Row, now: float) -> Outcome:
-        if row.status == TaskStatus.PAUSED or now - row.last_activity < self._limits.timeout_s:
+        decisions = approvals.time_out(row, now)
+        if decisions:
+            row.updated_at = now
+            return Outcome(row=row, state_changed=True, commands=list(decisions))
+        if not self._silent(row, now):
             return Outcome(row=None)
         message = f"Workflow timed out after {self._limits.timeout_s:g}s without progress"
         out: list[Output] = []
@@ -141,6 +161,8 @@ class Sequencer:
             row.status, changed = TaskStatus.PAUSED, True
             row.control.is_paused = True
             row.control.paused_at = row.control.paused_at or raw.timestamp
+        elif kind in (T.APPROVAL_REQUESTED, T.APPROVAL_DECISION):
+            changed = approvals.on_event(row, raw)
         elif kind == T.WORKFLOW_RESUMED:
             row.status, changed = TaskStatus.RUNNING, True
             row.control.is_paused = False

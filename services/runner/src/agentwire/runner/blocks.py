@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 
 from agentwire.runner.script import Options, Step
@@ -80,14 +81,25 @@ def closing(result: str, message: str = "Final synthesized result ready") -> Ste
     return Step(T.WORKFLOW_COMPLETED, "complete", "orchestrator", message, payload={"result": result}, delay=0.1)
 
 
-def approval(plan: list[str], *, wait: float = 1.0) -> list[Step]:
-    """Human approval of the plan: requested, then auto-approved after ``wait`` seconds (at speed 1)."""
-    return [
-        Step(T.APPROVAL_REQUESTED, "approval:request", "orchestrator", "Approval requested for the plan",
-             payload={"plan": plan, "approval_id": "plan"}, delay=0.05),
-        Step(T.APPROVAL_DECISION, "approval:decision", "orchestrator", "Plan approved",
-             payload={"approval_id": "plan", "approved": True, "decided_by": "auto-approver"}, delay=wait),
-    ]
+def approval(task: TaskSubmitted, plan: list[str], options: Options) -> list[Step]:
+    """Human approval of the plan: APPROVAL_REQUESTED, then a gate where the player waits for the decision.
+
+    With ``context.auto_approve`` (demos) the plan is approved by ``auto-approver`` after
+    ``approval_wait_s`` seconds (at speed 1) instead. The approval id is derived from the workflow,
+    so a replayed play asks for the same approval.
+    """
+    approval_id = "approval-" + hashlib.sha256(f"{task.workflow_id}:plan".encode()).hexdigest()[:16]
+    request = Step(T.APPROVAL_REQUESTED, "approval:request", "orchestrator", "Approval requested for the plan",
+                   payload={"approval_id": approval_id, "workflow_id": task.workflow_id, "what": "plan",
+                            "plan": plan, "timeout_s": options.approval_timeout_s}, delay=0.05)
+    if options.auto_approve:
+        decision = Step(T.APPROVAL_DECISION, "approval:decision", "orchestrator", "Plan approved",
+                        payload={"approval_id": approval_id, "approved": True, "decided_by": "auto-approver",
+                                 "feedback": ""}, delay=options.approval_wait_s)
+    else:
+        decision = Step(T.APPROVAL_DECISION, "approval:decision", "orchestrator", None,
+                        payload={"approval_id": approval_id}, gate="approval")
+    return [request, decision]
 
 
 def final_result(task: TaskSubmitted) -> str:

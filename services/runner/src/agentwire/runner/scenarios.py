@@ -3,7 +3,8 @@
 ``scenario_for`` picks the scenario from the task's mode (``context.force_swarm``
 wins); every scenario is deterministic for a task (its random generator is
 seeded by the task). ``context.require_approval`` inserts a human-approval
-exchange after the plan in any scenario.
+exchange after the plan in any scenario: the player waits there for a decision
+(``context.auto_approve`` approves by itself after ``approval_wait_s``, for demos).
 """
 
 from __future__ import annotations
@@ -94,6 +95,6 @@ def _with_approval(base: Scenario) -> Scenario:
         steps = base(task, options, rng)
         at = next(i for i, s in enumerate(steps) if s.name == "plan") + 1
         plan = (steps[at - 1].payload or {}).get("plan", [])
-        return steps[:at] + approval(plan, wait=options.approval_wait_s) + steps[at:]
+        return steps[:at] + approval(task, plan, options) + steps[at:]
 
     return scenario

@@ -22,6 +22,7 @@ class Step:
     message: str | None = None
     payload: dict[str, Any] | None = None
     delay: float = 0.0  # seconds before the step at speed 1
+    gate: str | None = None  # "approval": the player waits for a decision here instead of emitting as is
 
 
 @dataclass(frozen=True)
@@ -37,11 +38,14 @@ class Options:
     output_tokens: int | None = None
     force_swarm: bool = False
     require_approval: bool = False
+    auto_approve: bool = False
     approval_wait_s: float = 1.0
+    approval_timeout_s: float = 600.0
     token_budget: int | None = None
 
     @classmethod
-    def from_task(cls, task: TaskSubmitted, default_speed: float) -> Options:
+    def from_task(cls, task: TaskSubmitted, default_speed: float,
+                  default_approval_timeout_s: float = 600.0) -> Options:
         ctx = task.context
         speed = _number(ctx.get("speed"), default_speed, low=0.01, high=10_000.0)
         features = ctx.get("features") or []
@@ -56,9 +60,18 @@ class Options:
             if "output_tokens" in ctx else None,
             force_swarm=ctx.get("force_swarm") is True,
             require_approval=ctx.get("require_approval") is True,
+            auto_approve=ctx.get("auto_approve") is True,
             approval_wait_s=_number(ctx.get("approval_wait_s"), 1.0, low=0.0, high=3600.0),
+            approval_timeout_s=_number(ctx.get("approval_timeout_s"), default_approval_timeout_s,
+                                       low=0.1, high=7 * 24 * 3600.0),
             token_budget=int(ctx["token_budget"]) if _is_count(ctx.get("token_budget")) else None,
         )
+
+
+    @property
+    def waits_for_humans(self) -> bool:
+        """Whether the play may wait for commands a crashed runner could have consumed (decisions, messages)."""
+        return (self.require_approval and not self.auto_approve) or self.force_swarm
 
 
 def rng_for(task: TaskSubmitted) -> random.Random:

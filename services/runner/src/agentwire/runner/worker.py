@@ -23,6 +23,7 @@ from pydantic import TypeAdapter
 from agentwire.kafka import ConsumeLoop, DeadLetters, Record, make_consumer, make_producer
 from agentwire.kafka.metrics import counter, gauge, histogram
 from agentwire.runner.framing import Framer
+from agentwire.runner.ledger import ControlLedger
 from agentwire.runner.offsets import OffsetTracker
 from agentwire.runner.player import Player
 from agentwire.schema import ControlCommand, RawEvent, TaskSubmitted, decode, decode_as, encode, encode_many
@@ -46,6 +47,7 @@ class RunnerWorker:
         self._framers: dict[str, Framer] = {}
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
+        self._ledger = ControlLedger(settings.kafka)
         self.ready = False
         self._started = counter("agentwire_runner_tasks_started_total", "Task plays started")
         self._finished = counter("agentwire_runner_tasks_finished_total", "Task plays ended", ["outcome"])
@@ -66,6 +68,7 @@ class RunnerWorker:
             max_poll_interval_ms=300_000,
         )
         await self._producer.start()
+        await self._ledger.start()
         await self._consumer.start()
         self._consumer.subscribe([self._topics.tasks, self._topics.control], listener=_Rebalance(self))
         loop = ConsumeLoop(
@@ -83,6 +86,7 @@ class RunnerWorker:
             self.ready = False
             await self._drain()
             await self._consumer.stop()
+            await self._ledger.stop()
             await self._producer.stop()
             log.info("runner stopped")
 
@@ -103,7 +107,9 @@ class RunnerWorker:
         if task.workflow_id in self._plays:
             self._tracker.finished(tp, offset)  # a duplicate submission of a task already playing
             return
-        player = Player(task, self._emit_for(task.workflow_id), default_speed=self._settings.runner.default_speed)
+        runner = self._settings.runner
+        player = Player(task, self._emit_for(task.workflow_id), default_speed=runner.default_speed,
+                        approval_timeout_s=runner.approval_timeout_s, recall=self._ledger.recall)
         self._tracker.started(tp, offset)
         play = asyncio.create_task(self._play(player, tp, offset), name=f"play:{task.workflow_id}")
         self._plays[task.workflow_id] = (player, play, tp)
