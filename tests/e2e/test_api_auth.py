@@ -41,7 +41,9 @@ def test_missing_and_bad_credentials_are_401_json(auth_stack: AuthStack) -> None
     for headers in ({}, {"X-API-Key": "wrong"}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic x"}):
         for method, path in [("GET", "/api/v1/tasks"), ("POST", "/api/v1/tasks"), ("GET", "/api/v1/tasks/task-x"),
                              ("GET", "/api/v1/stream/sse?workflow_id=task-x"),
-                             ("GET", "/api/v1/stream/ws?workflow_id=task-x"), ("POST", "/api/v1/stream/token")]:
+                             ("GET", "/api/v1/stream/ws?workflow_id=task-x"), ("POST", "/api/v1/stream/token"),
+                             ("GET", "/api/v1/tasks/task-x/timeline"), ("GET", "/api/v1/tasks/task-x/stream"),
+                             ("POST", "/api/v1/approvals/decision"), ("POST", "/api/v1/swarm/task-x/message")]:
             response = httpx.request(method, url + path, headers=headers, json={"query": "q"}, timeout=10)
             assert response.status_code == 401, (method, path, headers, response.text)
             assert response.headers["content-type"].startswith("application/json")
@@ -105,6 +107,14 @@ def test_foreign_task_behaves_exactly_like_an_unknown_one(auth_stack: AuthStack)
             out.append((response.status_code, response.json()))
         token = httpx.post(f"{url}/api/v1/stream/token", json={"workflow_id": workflow_id}, headers=b, timeout=10)
         out.append((token.status_code, token.json()))
+        for method, path in [("GET", "/timeline"), ("GET", "/stream")]:
+            response = httpx.request(method, f"{url}/api/v1/tasks/{workflow_id}{path}", headers=b, timeout=10)
+            out.append((response.status_code, response.json()))
+        decision = {"approval_id": "approval-0", "workflow_id": workflow_id, "approved": True}
+        for path, body in [("/api/v1/approvals/decision", decision),
+                           (f"/api/v1/swarm/{workflow_id}/message", {"message": "hi"})]:
+            response = httpx.post(url + path, json=body, headers=b, timeout=10)
+            out.append((response.status_code, response.json()))
         return out
 
     foreign, unknown = answers(mine), answers(missing)
@@ -176,12 +186,13 @@ def test_rate_limit_per_key(auth_stack: AuthStack) -> None:
     assert int(refused.headers["Retry-After"]) >= 1
     assert refused.headers["X-RateLimit-Remaining"] == "0"
     for path in ("/api/v1/tasks/stream", "/api/v1/tasks/task-x/cancel", "/api/v1/tasks/task-x/pause",
-                 "/api/v1/tasks/task-x/resume"):
+                 "/api/v1/tasks/task-x/resume", "/api/v1/approvals/decision", "/api/v1/swarm/task-x/message"):
         assert httpx.post(url + path, json={"query": "q"}, headers=limited, timeout=10).status_code == 429, path
     # Never on status, control-state, events, streams or health; other keys unaffected.
     assert httpx.get(f"{url}/api/v1/tasks/task-x", headers=limited, timeout=10).status_code == 404
     assert httpx.get(f"{url}/api/v1/tasks/task-x/events", headers=limited, timeout=10).status_code == 404
     assert httpx.get(f"{url}/api/v1/tasks/task-x/control-state", headers=limited, timeout=10).status_code == 404
+    assert httpx.get(f"{url}/api/v1/tasks/task-x/timeline", headers=limited, timeout=10).status_code == 404
     assert httpx.get(f"{url}/health", headers=limited, timeout=10).status_code == 200
     frames, _ = read_stream(url, {"workflow_id": "task-x"}, headers=limited, timeout=10)
     assert frames[0].event == "ERROR_OCCURRED"

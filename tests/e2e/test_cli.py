@@ -16,6 +16,7 @@ from pathlib import Path
 
 from tests.e2e.conftest import AuthStack
 from tests.support.stack import Stack
+from tests.support.wait import eventually
 
 AGENTWIRE = str(Path(sys.executable).parent / "agentwire")
 AGENTS = {"research-agent", "analysis-agent", "writer-agent"}
@@ -77,6 +78,34 @@ def test_control_commands_and_failed_exit_code(stack: Stack) -> None:
     assert followed.returncode == 1 and "status: cancelled" in followed.stdout
     missing = cli(stack, "status", "task-does-not-exist")
     assert missing.returncode == 2 and "404" in missing.stderr
+
+
+def test_approve_and_deny(stack: Stack) -> None:
+    context = '{"speed": 20, "require_approval": true}'
+    approved = cli(stack, "submit", "Approve me", "--mode", "simple", "--context", context).stdout.strip()
+    follower = subprocess.Popen([AGENTWIRE, "stream", approved], env={**os.environ, "AGENTWIRE_URL": stack.base_url},
+                                stdout=subprocess.PIPE, text=True)
+    assert follower.stdout is not None
+    for line in follower.stdout:  # the request shows its description and id, not the JSON text
+        if "APPROVAL_REQUESTED" in line:
+            assert "Approval requested for the plan [approval-" in line, line
+            break
+    answer = cli(stack, "approve", approved, "--feedback", "fine")
+    assert answer.returncode == 0 and answer.stdout.startswith("Approved approval-"), answer.stderr
+    rest, _ = follower.communicate(timeout=60)
+    assert follower.returncode == 0 and "status: completed" in rest
+    assert "Plan approved: fine" in rest
+    again = cli(stack, "approve", approved)
+    assert again.returncode == 2 and "no pending approval" in again.stderr
+
+    denied = cli(stack, "submit", "Deny me", "--mode", "simple", "--context", context).stdout.strip()
+    status = eventually(lambda: (s := json.loads(cli(stack, "status", denied, "--json").stdout))["approvals"] and s,
+                        30, "approval requested")
+    approval_id = status["approvals"][0]["approval_id"]
+    no = cli(stack, "approve", denied, "--approval-id", approval_id, "--deny", "--feedback", "not now", "--json")
+    assert no.returncode == 0 and json.loads(no.stdout)["approved"] is False
+    followed = cli(stack, "stream", denied)
+    assert followed.returncode == 1 and "status: failed" in followed.stdout and "not now" in followed.stdout
 
 
 def test_follow_renders_a_live_view_in_a_terminal(stack: Stack) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.integration.flows import Reader, check_stream, status, submit
@@ -85,3 +86,29 @@ def test_one_of_two_processors_killed(own_stack: Stack) -> None:
     first.kill()
     finish(own_stack, readers)
     assert second.process is not None and second.process.poll() is None
+
+
+def test_an_approval_decided_before_a_runner_crash_survives_it(own_stack: Stack) -> None:
+    # The runner consumes (and commits) the decision, acts on it, and is killed; its successor replays
+    # the task from the start and must find the decision in Kafka, not in the dead runner's memory.
+    workflow_id = submit(own_stack, "standard", speed=0.3, require_approval=True)
+    reader = Reader(own_stack, workflow_id, timeout=90)
+    reader.start()
+
+    def requested() -> str | None:
+        return next((str(f.json["payload"]["approval_id"]) for f in list(reader.frames)
+                     if f.event == "APPROVAL_REQUESTED"), None)
+
+    approval_id = eventually(requested, 30, "approval requested")
+    decision = httpx.post(f"{own_stack.base_url}/api/v1/approvals/decision", timeout=10,
+                          json={"approval_id": approval_id, "workflow_id": workflow_id, "approved": True})
+    assert decision.status_code == 200, decision.text
+    eventually(lambda: any(f.event == "AGENT_STARTED" for f in list(reader.frames)), 30, "the play went on")
+    own_stack.services["runner"].kill()
+    own_stack.add("runner2", "agentwire-runner").start()
+    events = check_stream(reader.result(timeout=90))
+    types = [e.get("type") for e in events]
+    assert types.count("APPROVAL_REQUESTED") == types.count("APPROVAL_DECISION") == 1
+    assert next(e for e in events if e.get("type") == "APPROVAL_DECISION")["payload"]["approved"] is True
+    assert types[-1] == "WORKFLOW_COMPLETED"
+    eventually(lambda: status(own_stack, workflow_id)["status"] == "TASK_STATUS_COMPLETED", 10, "completed")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 
 import httpx
 import pytest
@@ -176,3 +177,20 @@ def test_one_llm_call_exhausts_a_small_budget(fast_stack: Stack) -> None:
     assert [e["payload"]["threshold_percent"] for e in events if e.get("type") == "BUDGET_THRESHOLD"] == [50, 80, 100]
     assert types_of(frames)[-2] == "WORKFLOW_FAILED"
     wait_status(fast_stack, workflow_id, "TASK_STATUS_FAILED", timeout=5)
+
+
+def test_an_undecided_approval_is_denied_at_its_deadline_not_timed_out_as_silent(fast_stack: Stack) -> None:
+    # Silent workflows time out after 3 s here; a pending approval holds that off until it expires (5 s).
+    workflow_id = submit(fast_stack, "simple", require_approval=True, approval_timeout_s=5)
+    frames, _ = read_stream(fast_stack.base_url, {"workflow_id": workflow_id})
+    events = check_stream(frames)
+    assert types_of(frames)[-4:] == ["APPROVAL_REQUESTED", "APPROVAL_DECISION", "WORKFLOW_FAILED", "STREAM_END"]
+    request, decision, failed = events[-3:]
+    assert decision["payload"]["decided_by"] == "timeout" and decision["payload"]["approved"] is False
+    assert failed["payload"]["reason"] == "approval_timeout"
+    waited = datetime.fromisoformat(decision["timestamp"]) - datetime.fromisoformat(request["timestamp"])
+    assert waited.total_seconds() >= 4.9
+    final = wait_status(fast_stack, workflow_id, "TASK_STATUS_FAILED", timeout=5)
+    assert final["error"] == "Approval timed out"
+    [approval] = final["approvals"]
+    assert approval["status"] == "denied" and approval["decided_by"] == "timeout"

@@ -46,6 +46,8 @@ class Event:
             return str(self.data.get("delta") or "")
         if self.type == "LLM_OUTPUT":
             return str(self.data.get("response") or self.data.get("message") or "")
+        if self.type == "APPROVAL_REQUESTED" and "approval_id" in self.payload:  # its message is JSON for the SDK
+            return f"{self.payload.get('description') or 'Approval requested'} [{self.payload['approval_id']}]"
         return str(self.data.get("message") or "")
 
     @property

@@ -42,6 +42,13 @@ def parser() -> argparse.ArgumentParser:
         command.add_argument("workflow_id")
         command.add_argument("--json", action="store_true")
 
+    approve = commands.add_parser("approve", help="approve (or --deny) a task's pending approval request")
+    approve.add_argument("workflow_id")
+    approve.add_argument("--approval-id", help="which approval (default: the task's pending one)")
+    approve.add_argument("--deny", action="store_true", help="deny instead of approve (the task then fails)")
+    approve.add_argument("--feedback", help="a note for the workflow and the stream")
+    approve.add_argument("--json", action="store_true")
+
     tasks = commands.add_parser("tasks", help="list recent tasks")
     tasks.add_argument("--limit", type=int, default=20)
     tasks.add_argument("--status")
@@ -87,9 +94,28 @@ def run(api: Api, args: argparse.Namespace) -> int:
         for task in [] if args.json else listing["tasks"]:
             print(f"{task['task_id']}  {short(task['status']):<10} {task.get('mode') or '-':<9} {task['query'][:50]}")
         return 0
+    if args.command == "approve":
+        return approve(api, args)
     reply = api.call("POST", f"/api/v1/tasks/{args.workflow_id}/{args.command}", {})
     print(json.dumps(reply) if args.json else reply.get("message", args.command))
     return 0 if reply.get("success", True) else 1
+
+
+def approve(api: Api, args: argparse.Namespace) -> int:
+    approval_id = args.approval_id
+    if approval_id is None:
+        task = api.call("GET", f"/api/v1/tasks/{args.workflow_id}")
+        pending = [a for a in task.get("approvals") or [] if a.get("status") == "pending"]
+        if not pending:
+            print(f"agentwire: {args.workflow_id} has no pending approval", file=sys.stderr)
+            return 2
+        approval_id = pending[-1]["approval_id"]
+    body: dict[str, Any] = {"approval_id": approval_id, "workflow_id": args.workflow_id, "approved": not args.deny}
+    if args.feedback:
+        body["feedback"] = args.feedback
+    reply = api.call("POST", "/api/v1/approvals/decision", body)
+    print(json.dumps(reply) if args.json else f"{'Denied' if args.deny else 'Approved'} {approval_id}")
+    return 0
 
 
 def follow(api: Api, workflow_id: str, types: str | None, as_json: bool) -> int:

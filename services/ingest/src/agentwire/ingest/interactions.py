@@ -47,10 +47,12 @@ class Interactions:
         state, approval = await self._tasks.approval(state, approval_id)
         if approval is None:
             raise NotFound("Approval not found")
+        if approval.status != "pending":
+            raise Conflict("Approval already decided")
         if state.status.terminal:
             raise Conflict(f"Workflow already finished ({state.status.value})")
         key = f"{state.workflow_id}\x00{approval_id}"
-        if approval.status != "pending" or not self._claim(key):
+        if not self._claim(key):
             raise Conflict("Approval already decided")
         decision = ApprovalDecision(workflow_id=state.workflow_id, approval_id=approval_id, approved=approved,
                                     feedback=feedback, requested_by=decided_by,

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from agentwire.ingest.requests import ControlBody, SubmitTask
+from agentwire.ingest.requests import ApprovalDecisionBody, ControlBody, SubmitTask, SwarmMessageBody
 from agentwire.schema import TaskStatus
 
 REF = "#/components/schemas/{model}"
@@ -188,17 +188,20 @@ def _paths() -> dict[str, Any]:
 @cache
 def openapi_document() -> dict[str, Any]:
     """The OpenAPI 3.1 document served at ``/openapi.json``."""
-    _, defs = models_json_schema(
-        [(m, "validation") for m in (SubmitTask, ControlBody, StreamTokenRequest)], ref_template=REF
-    )
-    schemas = {**defs.get("$defs", {}), **RESPONSE_SCHEMAS}
+    from agentwire.ingest import openapi_interactive as interactive  # it builds on this module's helpers
+
+    models = (SubmitTask, ControlBody, StreamTokenRequest, ApprovalDecisionBody, SwarmMessageBody)
+    _, defs = models_json_schema([(m, "validation") for m in models], ref_template=REF)
+    schemas = {**defs.get("$defs", {}), **RESPONSE_SCHEMAS, **interactive.SCHEMAS}
+    task = schemas["Task"]
+    schemas["Task"] = {**task, "properties": {**task["properties"], **interactive.task_extras()}}
     return {
         "openapi": "3.1.0",
         "info": {"title": "agentwire API", "version": "1.0.0",
                  "description": "Shannon-compatible task and streaming API (see CONTRACT.md)."},
         "servers": [{"url": "/"}],
         "security": [{"ApiKey": []}, {"Bearer": []}],
-        "paths": _paths(),
+        "paths": {**_paths(), **interactive.paths()},
         "components": {
             "schemas": schemas,
             "securitySchemes": {

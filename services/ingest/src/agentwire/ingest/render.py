@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from agentwire.schema import TaskState
+from agentwire.schema import Approval, TaskState
 
 
 def rfc3339(moment: datetime | None) -> str | None:
@@ -31,8 +31,22 @@ def task_status(state: TaskState) -> dict[str, Any]:
         "provider": state.provider,
         "usage": state.usage.model_dump(),
         "metadata": state.metadata,
+        "approvals": [approval(a) for a in state.approvals],
         "created_at": rfc3339(task.created_at),
         "updated_at": rfc3339(state.updated_at),
+    }
+
+
+def approval(item: Approval) -> dict[str, Any]:
+    return {
+        "approval_id": item.approval_id,
+        "status": item.status,
+        "message": item.message,
+        "requested_at": rfc3339(item.requested_at),
+        "expires_at": rfc3339(item.expires_at),
+        "decided_at": rfc3339(item.decided_at),
+        "decided_by": item.decided_by,
+        "feedback": item.feedback,
     }
 
 

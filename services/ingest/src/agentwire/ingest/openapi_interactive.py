@@ -1,0 +1,78 @@
+"""The OpenAPI description of the interactive routes (approvals, swarm messages, timeline, stream link).
+
+Kept apart from ``openapi.py`` (the task and stream routes), which merges these into the document.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agentwire.ingest.openapi import BOOL, INT, NSTR, STR, TASK_ID, _body, _errors, _json, _obj, _ref
+
+NNUM = {"type": ["number", "null"]}
+WORKFLOW_ID = {**TASK_ID, "name": "workflow_id"}
+
+SCHEMAS: dict[str, dict[str, Any]] = {
+    "ApprovalDecisionResult": _obj(
+        {"success": BOOL, "status": STR, "message": STR, "approval_id": STR, "workflow_id": STR, "approved": BOOL},
+        ["success", "approval_id", "workflow_id", "approved"],
+    ),
+    "Approval": _obj(
+        {"approval_id": STR, "status": {"type": "string", "enum": ["pending", "approved", "denied"]},
+         "message": STR, "requested_at": NSTR, "expires_at": NSTR, "decided_at": NSTR, "decided_by": STR,
+         "feedback": STR},
+        ["approval_id", "status"],
+    ),
+    "SwarmMessageResult": _obj({"success": BOOL, "status": STR, "message_id": STR, "workflow_id": STR},
+                               ["success", "status"]),
+    "TimelineStep": _obj(
+        {"kind": {"type": "string", "enum": ["llm", "tool", "approval", "pause"]}, "name": STR,
+         "started_at": NSTR, "ended_at": NSTR, "duration_ms": NNUM, "status": STR, "tokens": INT,
+         "approval_id": NSTR},
+        ["kind", "name", "started_at", "status"],
+    ),
+    "TimelineAgent": _obj(
+        {"agent_id": STR, "started_at": NSTR, "ended_at": NSTR, "duration_ms": NNUM, "status": STR,
+         "steps": {"type": "array", "items": _ref("TimelineStep")}},
+        ["agent_id", "steps"],
+    ),
+    "Timeline": _obj(
+        {"task_id": STR, "workflow_id": STR, "status": STR, "started_at": NSTR, "ended_at": NSTR,
+         "duration_ms": NNUM, "agents": {"type": "array", "items": _ref("TimelineAgent")}, "total": INT},
+        ["task_id", "workflow_id", "agents"],
+    ),
+}
+
+LIMITED = " Rate limited per API key."
+
+
+def paths() -> dict[str, Any]:
+    return {
+        "/api/v1/approvals/decision": {"post": {
+            "operationId": "decideApproval",
+            "summary": "Approve or deny a pending APPROVAL_REQUESTED (404 unknown approval or workflow, 409 already "
+                       "decided or workflow finished)." + LIMITED,
+            "requestBody": _body("ApprovalDecisionBody"),
+            "responses": {"200": _json("ApprovalDecisionResult", "Decision sent"),
+                          **_errors(400, 401, 404, 409, 429)}}},
+        "/api/v1/swarm/{workflow_id}/message": {"parameters": [WORKFLOW_ID], "post": {
+            "operationId": "sendSwarmMessage",
+            "summary": "Deliver a message to a running swarm workflow (409 when it is not one)." + LIMITED,
+            "requestBody": _body("SwarmMessageBody"),
+            "responses": {"200": _json("SwarmMessageResult", "Delivered"), **_errors(400, 401, 404, 409, 429)}}},
+        "/api/v1/tasks/{task_id}/timeline": {"parameters": [TASK_ID], "get": {
+            "operationId": "getTaskTimeline", "summary": "The task's steps per agent with start, end and duration",
+            "responses": {"200": _json("Timeline", "Timeline"), **_errors(400, 401, 404)}}},
+        "/api/v1/tasks/{task_id}/stream": {"parameters": [TASK_ID], "get": {
+            "operationId": "taskStreamLink",
+            "summary": "307 to /api/v1/stream/sse?workflow_id=<id> (types and last_event_id carried over)",
+            "parameters": [{"name": "types", "in": "query", "required": False, "schema": STR},
+                           {"name": "last_event_id", "in": "query", "required": False, "schema": STR}],
+            "responses": {"307": {"description": "Redirect to the task's SSE stream",
+                                  "headers": {"Location": {"schema": STR}}}, **_errors(400, 401, 404)}}},
+    }
+
+
+def task_extras() -> dict[str, Any]:
+    """Properties the interactive features add to the Task schema."""
+    return {"approvals": {"type": "array", "items": _ref("Approval")}}
