@@ -94,6 +94,13 @@ class RunnerSettings(BaseModel):
     ops_port: int = Field(9101, ge=0, le=65535)
 
 
+class OpenAISettings(BaseModel):
+    """The OpenAI-compatible API (``/v1/models``, ``/v1/chat/completions``) on ingest."""
+
+    default_model: str = "agentwire-chat"
+    max_concurrent: int = Field(64, ge=1)  # chat completions one ingest process follows at once (429 beyond)
+
+
 class ProcessorSettings(BaseModel):
     app_id: str = "agentwire-processor"
     default_token_budget: int = Field(100_000, ge=1)
@@ -143,6 +150,7 @@ class Settings(BaseSettings):
     processor: ProcessorSettings = Field(default_factory=ProcessorSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
+    openai: OpenAISettings = Field(default_factory=OpenAISettings)
 
     @model_validator(mode="after")
     def _events_outlive_tasks(self) -> Settings:

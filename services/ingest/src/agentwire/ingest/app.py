@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -9,8 +10,9 @@ from aiohttp import web
 from agentwire import webui
 from agentwire.auth import Authenticator
 from agentwire.ingest import interactive
+from agentwire.ingest.chat import routes as chat
 from agentwire.ingest.interactions import Interactions
-from agentwire.ingest.keys import AUTH, INTERACTIONS, LIMITER, SETTINGS, TASKS
+from agentwire.ingest.keys import AUTH, CHAT_SLOTS, INTERACTIONS, LIMITER, SETTINGS, TASKS
 from agentwire.ingest.ratelimit import RateLimiter
 from agentwire.ingest.routes import routes
 from agentwire.ingest.tasks import TaskService
@@ -39,6 +41,7 @@ def setup(app: web.Application, settings: Settings) -> None:
     app[LIMITER] = RateLimiter(settings.rate_limits.per_minute)
     app.add_routes(routes)
     app.add_routes(interactive.routes)
+    app.add_routes(chat.routes)
     setup_store(app, settings)
     app.cleanup_ctx.append(_kafka)
 
@@ -58,6 +61,7 @@ async def _kafka(app: web.Application) -> AsyncIterator[None]:
         producer, app[STORE].tasks, log, settings.kafka.topics, lookup_timeout=settings.http.read_your_writes_timeout_s
     )
     app[INTERACTIONS] = Interactions(app[TASKS])
+    app[CHAT_SLOTS] = asyncio.Semaphore(settings.openai.max_concurrent)
     try:
         yield
     finally:

@@ -1,5 +1,7 @@
 """Typed application keys of the ingest app."""
 
+import asyncio
+
 from aiohttp import web
 
 from agentwire.auth import Authenticator
@@ -13,3 +15,4 @@ AUTH = web.AppKey("auth", Authenticator)
 TASKS = web.AppKey("tasks", TaskService)
 LIMITER = web.AppKey("rate_limiter", RateLimiter)
 INTERACTIONS = web.AppKey("interactions", Interactions)
+CHAT_SLOTS = web.AppKey("chat_slots", asyncio.Semaphore)  # chat completions followed at once

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -133,6 +135,30 @@ class TaskService:
                 last_seq = event.seq
                 events.append(event.public(position_id(record.partition, record.offset)))
         return events
+
+    async def follow(self, state: TaskState) -> AsyncIterator[dict[str, Any] | None]:
+        """The workflow's events from its first one, as they are written, until STREAM_END.
+
+        Yields each event once, in seq order, as clients see them, and ``None`` when a wait
+        for new events passed without any (so a streaming caller can send a keepalive).
+        """
+        last_seq = 0
+        start = await self._log.start_offset(state)
+        async with contextlib.aclosing(self._log.follow(state.workflow_id, start)) as batches:
+            async for batch in batches:
+                if not batch:
+                    yield None
+                for record in batch:
+                    try:
+                        event = decode(Event, record.value)
+                    except DecodeError:
+                        continue
+                    if event.seq != last_seq + 1:
+                        continue
+                    last_seq = event.seq
+                    yield event.public(position_id(record.partition, record.offset))
+                    if event.type == "STREAM_END":
+                        return
 
     @property
     def ready(self) -> bool:

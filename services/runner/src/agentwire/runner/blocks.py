@@ -18,23 +18,29 @@ def topic_of(task: TaskSubmitted) -> str:
 
 
 def llm_steps(agent: str, prompt: str, text: str, options: Options, rng: random.Random,
-              *, tag: str = "llm") -> list[Step]:
+              *, tag: str = "llm", final: bool = False) -> list[Step]:
     """An LLM call: the prompt, the text in LLM_PARTIAL chunks, LLM_OUTPUT with usage."""
-    return [llm_prompt(agent, prompt, tag=tag), *llm_answer(agent, text, options, rng, tag=tag)]
+    return [llm_prompt(agent, prompt, tag=tag), *llm_answer(agent, text, options, rng, tag=tag, final=final)]
 
 
 def llm_prompt(agent: str, prompt: str, *, tag: str = "llm") -> Step:
     return Step(T.LLM_PROMPT, f"{agent}:{tag}:prompt", agent, prompt, delay=0.05)
 
 
-def llm_answer(agent: str, text: str, options: Options, rng: random.Random, *, tag: str = "llm") -> list[Step]:
-    """The streamed half of an LLM call: LLM_PARTIAL chunks, then LLM_OUTPUT with usage."""
+def llm_answer(agent: str, text: str, options: Options, rng: random.Random, *, tag: str = "llm",
+               final: bool = False) -> list[Step]:
+    """The streamed half of an LLM call: LLM_PARTIAL chunks, then LLM_OUTPUT with usage.
+
+    ``final`` marks the call that writes the task's answer (payload ``{"final": true}`` on its
+    chunks and output), so that the OpenAI-compatible API streams those chunks as the reply.
+    """
     words = text.split(" ")
     size = options.chunk_words
     chunks = [" ".join(words[i : i + size]) for i in range(0, len(words), size)]
+    mark = {"final": True} if final else None
     steps = [
         Step(T.LLM_PARTIAL, f"{agent}:{tag}:chunk", agent, chunk if i == len(chunks) - 1 else chunk + " ",
-             delay=0.03)
+             payload=mark, delay=0.03)
         for i, chunk in enumerate(chunks)
     ]
     input_tokens = rng.randint(200, 600)
@@ -46,6 +52,7 @@ def llm_answer(agent: str, text: str, options: Options, rng: random.Random, *, t
         "cost_usd": round((input_tokens * 0.5 + output_tokens * 1.5) / 1_000_000, 8),
         "model_used": MODEL,
         "provider": PROVIDER,
+        **(mark or {}),
     }
     steps.append(Step(T.LLM_OUTPUT, f"{agent}:{tag}:output", agent, text, payload=usage, delay=0.02))
     return steps

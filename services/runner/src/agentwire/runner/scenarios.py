@@ -62,7 +62,7 @@ def simple(task: TaskSubmitted, options: Options, rng: random.Random) -> list[St
     answer = f"Answer: {task.query.strip()[:200]} (answered by the simple agent)"
     steps = opening(["simple-agent"], preparing=False)
     steps.append(Step(T.AGENT_STARTED, "simple-agent:start", "simple-agent", "Processing query", delay=0.05))
-    steps.extend(llm_steps("simple-agent", task.query[:500], answer, options, rng))
+    steps.extend(llm_steps("simple-agent", task.query[:500], answer, options, rng, final=True))
     steps.append(Step(T.AGENT_COMPLETED, "simple-agent:done", "simple-agent", "Task done", delay=0.05))
     steps.append(closing(answer, "All done"))
     return steps

@@ -77,7 +77,7 @@ def complex_(task: TaskSubmitted, options: Options, rng: random.Random) -> list[
                       payload={"depends_on": [a for a, _, _ in COMPLEX_AGENTS]}, delay=0.05))
     steps.append(Step(T.AGENT_STARTED, "synthesis-agent:start", "synthesis-agent", "Synthesizing", delay=0.05))
     steps.extend(llm_steps("synthesis-agent", f"Combine the findings about {topic}", final_result(task),
-                           options, rng))
+                           options, rng, final=True))
     steps.append(Step(T.AGENT_COMPLETED, "synthesis-agent:done", "synthesis-agent", "Synthesis done", delay=0.05))
     steps.append(closing(final_result(task)))
     return steps
@@ -117,7 +117,7 @@ def supervisor(task: TaskSubmitted, options: Options, rng: random.Random) -> lis
             steps.append(Step(T.TEAM_RETIRED, f"{agent}:retire", "supervisor", f"Retired {agent}",
                               payload={"agent_id": agent, "role": role}, delay=0.02))
     steps.extend(llm_steps("supervisor", f"Review the team's work on {topic}", final_result(task), options, rng,
-                           tag="review"))
+                           tag="review", final=True))
     steps.append(closing(final_result(task)))
     return steps
 
