@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from agentwire.ingest.chat.models import ChatCompletionRequest
 from agentwire.ingest.requests import ApprovalDecisionBody, ControlBody, SubmitTask, SwarmMessageBody
 from agentwire.schema import TaskStatus
 
@@ -190,7 +191,8 @@ def openapi_document() -> dict[str, Any]:
     """The OpenAPI 3.1 document served at ``/openapi.json``."""
     from agentwire.ingest import openapi_interactive as interactive  # it builds on this module's helpers
 
-    models = (SubmitTask, ControlBody, StreamTokenRequest, ApprovalDecisionBody, SwarmMessageBody)
+    models = (SubmitTask, ControlBody, StreamTokenRequest, ApprovalDecisionBody, SwarmMessageBody,
+              ChatCompletionRequest)
     _, defs = models_json_schema([(m, "validation") for m in models], ref_template=REF)
     schemas = {**defs.get("$defs", {}), **RESPONSE_SCHEMAS, **interactive.SCHEMAS}
     task = schemas["Task"]

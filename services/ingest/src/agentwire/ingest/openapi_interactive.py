@@ -41,9 +41,26 @@ SCHEMAS: dict[str, dict[str, Any]] = {
          "duration_ms": NNUM, "agents": {"type": "array", "items": _ref("TimelineAgent")}, "total": INT},
         ["task_id", "workflow_id", "agents"],
     ),
+    "OpenAIError": _obj({"error": _obj({"message": STR, "type": STR, "code": STR}, ["message", "type"])},
+                        ["error"]),
+    "OpenAIModel": _obj({"id": STR, "object": STR, "created": INT, "owned_by": STR}, ["id", "object"]),
+    "OpenAIModelList": _obj({"object": STR, "data": {"type": "array", "items": _ref("OpenAIModel")}},
+                            ["object", "data"]),
+    "OpenAIUsage": _obj({"prompt_tokens": INT, "completion_tokens": INT, "total_tokens": INT}),
+    "ChatCompletion": _obj(
+        {"id": STR, "object": {"const": "chat.completion"}, "created": INT, "model": STR,
+         "choices": {"type": "array", "items": _obj(
+             {"index": INT, "message": _obj({"role": STR, "content": NSTR}), "finish_reason": STR})},
+         "usage": _ref("OpenAIUsage")},
+        ["id", "object", "created", "model", "choices"],
+    ),
 }
 
 LIMITED = " Rate limited per API key."
+
+
+def _openai_errors(*statuses: int) -> dict[str, Any]:
+    return {str(s): _json("OpenAIError", "Error") for s in statuses}
 
 
 def paths() -> dict[str, Any]:
@@ -70,6 +87,24 @@ def paths() -> dict[str, Any]:
                            {"name": "last_event_id", "in": "query", "required": False, "schema": STR}],
             "responses": {"307": {"description": "Redirect to the task's SSE stream",
                                   "headers": {"Location": {"schema": STR}}}, **_errors(400, 401, 404)}}},
+        "/v1/models": {"get": {
+            "operationId": "listModels", "summary": "OpenAI-compatible: the models (each names a scenario)",
+            "responses": {"200": _json("OpenAIModelList", "Models"), **_openai_errors(401)}}},
+        "/v1/models/{model}": {"parameters": [{"name": "model", "in": "path", "required": True, "schema": STR}],
+                               "get": {"operationId": "getModel", "summary": "OpenAI-compatible: one model",
+                                       "responses": {"200": _json("OpenAIModel", "The model"),
+                                                     **_openai_errors(401, 404)}}},
+        "/v1/chat/completions": {"post": {
+            "operationId": "createChatCompletion",
+            "summary": "OpenAI-compatible chat completion: the last user message becomes a task. With stream: true, "
+                       "text/event-stream of chat.completion.chunk objects, then data: [DONE]. Errors in OpenAI's "
+                       "shape." + LIMITED,
+            "parameters": [{"name": "X-Session-ID", "in": "header", "required": False, "schema": STR}],
+            "requestBody": _body("ChatCompletionRequest"),
+            "responses": {"200": {"description": "The completion, or its chunks when streamed",
+                                  "content": {"application/json": {"schema": _ref("ChatCompletion")},
+                                              "text/event-stream": {"schema": STR}}},
+                          **_openai_errors(400, 401, 404, 429, 500)}}},
     }
 
 
