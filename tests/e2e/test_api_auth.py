@@ -43,7 +43,11 @@ def test_missing_and_bad_credentials_are_401_json(auth_stack: AuthStack) -> None
                              ("GET", "/api/v1/stream/sse?workflow_id=task-x"),
                              ("GET", "/api/v1/stream/ws?workflow_id=task-x"), ("POST", "/api/v1/stream/token"),
                              ("GET", "/api/v1/tasks/task-x/timeline"), ("GET", "/api/v1/tasks/task-x/stream"),
-                             ("POST", "/api/v1/approvals/decision"), ("POST", "/api/v1/swarm/task-x/message")]:
+                             ("POST", "/api/v1/approvals/decision"), ("POST", "/api/v1/swarm/task-x/message"),
+                             ("GET", "/api/v1/sessions"), ("GET", "/api/v1/sessions/s-x"),
+                             ("PATCH", "/api/v1/sessions/s-x"), ("DELETE", "/api/v1/sessions/s-x"),
+                             ("GET", "/api/v1/sessions/s-x/history"), ("GET", "/api/v1/sessions/s-x/events"),
+                             ("GET", "/v1/models"), ("POST", "/v1/chat/completions")]:
             response = httpx.request(method, url + path, headers=headers, json={"query": "q"}, timeout=10)
             assert response.status_code == 401, (method, path, headers, response.text)
             assert response.headers["content-type"].startswith("application/json")

@@ -230,3 +230,21 @@ def test_api_key_from_the_environment(auth_stack: AuthStack) -> None:
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.splitlines()[-1])["type"] == "WORKFLOW_COMPLETED"
+
+
+def test_sessions(stack: Stack) -> None:
+    session_id = f"s-cli-{os.getpid()}-{int(time.time() * 1000)}"
+    context = '{"speed": 20}'
+    first = cli(stack, "submit", "Kafka basics", "--mode", "simple", "--session-id", session_id, "--context", context,
+                "--follow").returncode
+    assert first == 0
+    listed = cli(stack, "sessions")
+    assert listed.returncode == 0 and session_id in listed.stdout and "Kafka basics" in listed.stdout
+    assert cli(stack, "sessions", "rename", session_id, "Kafka notes").stdout.strip() == f"renamed {session_id}"
+    shown = cli(stack, "sessions", "show", session_id)
+    assert shown.returncode == 0 and "Kafka notes" in shown.stdout and "completed" in shown.stdout
+    assert json.loads(cli(stack, "sessions", "show", session_id, "--json").stdout)["task_count"] == 1
+    assert cli(stack, "sessions", "delete", session_id).stdout.strip() == f"deleted {session_id}"
+    gone = cli(stack, "sessions", "show", session_id)
+    assert gone.returncode == 2 and "404" in gone.stderr
+    assert cli(stack, "sessions", "show").returncode == 2

@@ -24,6 +24,7 @@ def topic_configs(kafka: KafkaSettings) -> dict[str, dict[str, str]]:
         topics.events: {"retention.ms": retention_ms},
         topics.task_state: {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"},
         topics.dlq: {"retention.ms": str(7 * 24 * 3600 * 1000)},
+        topics.sessions: {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"},
     }
 
 

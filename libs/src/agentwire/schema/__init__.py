@@ -14,6 +14,7 @@ from agentwire.schema.commands import (
     TaskSubmitted,
 )
 from agentwire.schema.events import TERMINAL_TYPES, Event, EventType, InternalType, RawEvent, utcnow
+from agentwire.schema.sessions import SessionMeta, session_key
 from agentwire.schema.state import Approval, ControlState, TaskState, TaskStatus, Usage
 from agentwire.schema.topics import DEFAULT_PARTITIONS, Topics
 
@@ -32,6 +33,7 @@ __all__ = [
     "PauseTask",
     "RawEvent",
     "ResumeTask",
+    "SessionMeta",
     "SwarmMessage",
     "TaskState",
     "TaskStatus",
@@ -43,5 +45,6 @@ __all__ = [
     "dumps",
     "encode",
     "encode_many",
+    "session_key",
     "utcnow",
 ]

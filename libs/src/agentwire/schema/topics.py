@@ -36,5 +36,10 @@ class Topics:
     def dlq(self) -> str:
         return f"{self.prefix}.dlq"
 
+    @property
+    def sessions(self) -> str:
+        """Compacted: what clients set on sessions (titles, deletions), keyed by tenant and session."""
+        return f"{self.prefix}.sessions"
+
     def all(self) -> list[str]:
-        return [self.tasks, self.control, self.events_raw, self.events, self.task_state, self.dlq]
+        return [self.tasks, self.control, self.events_raw, self.events, self.task_state, self.dlq, self.sessions]

@@ -113,7 +113,7 @@ def enable_cors(app: web.Application, settings: Settings) -> None:
         allow_credentials=False,
         allow_headers=CORS_ALLOW_HEADERS,
         expose_headers=CORS_EXPOSE_HEADERS,
-        allow_methods=["GET", "POST", "OPTIONS"],
+        allow_methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
         max_age=600,
     )
     cors = aiohttp_cors.setup(app, defaults={origin: options for origin in settings.http.cors_origins})

@@ -22,12 +22,14 @@ from agentwire.kafka.clients import make_producer
 from agentwire.service.settings import Settings
 from agentwire.store.indexer import StateIndexer
 from agentwire.store.progress import IndexProgress
-from agentwire.store.queries import InvalidCursor, SessionPage, SessionSummary, TaskPage, TaskStore
+from agentwire.store.queries import InvalidCursor, SessionPage, SessionStats, SessionSummary, TaskPage, TaskStore
 from agentwire.store.schema import migrate
+from agentwire.store.sessions import SessionIndexer
 
 __all__ = [
     "InvalidCursor",
     "SessionPage",
+    "SessionStats",
     "SessionSummary",
     "Store",
     "TaskPage",
@@ -68,6 +70,7 @@ async def open_store(settings: Settings, *, index: bool = True) -> AsyncIterator
     pool = await connect(settings)
     progress: IndexProgress | None = None
     indexer: StateIndexer | None = None
+    sessions: SessionIndexer | None = None
     producer = make_producer(settings.kafka) if index else None
     ready: asyncio.Task[None] | None = None
     try:
@@ -79,6 +82,8 @@ async def open_store(settings: Settings, *, index: bool = True) -> AsyncIterator
             await producer.start()
             indexer = StateIndexer(settings.kafka, pool, settings.retention, producer)
             await indexer.start()
+            sessions = SessionIndexer(settings.kafka, pool, settings.retention, producer)
+            await sessions.start()
         tasks = TaskStore(pool, progress, lifetime_s=settings.retention.tasks_seconds,
                           partitions=settings.kafka.partitions)
         ready = asyncio.create_task(_become_ready(tasks, progress), name="store-ready")
@@ -88,6 +93,8 @@ async def open_store(settings: Settings, *, index: bool = True) -> AsyncIterator
             ready.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await ready
+        if sessions is not None:
+            await sessions.stop()
         if indexer is not None:
             await indexer.stop()
         if producer is not None:

@@ -60,6 +60,10 @@ def group_id(kafka: KafkaSettings) -> str:
 
 
 class StateIndexer:
+    """Indexes the task-state topic into ``tasks``; subclasses index another topic the same way."""
+
+    OFFSETS = "task_state_offsets"  # the table of each partition's next offset to apply
+
     def __init__(
         self,
         kafka: KafkaSettings,
@@ -68,7 +72,7 @@ class StateIndexer:
         producer: AIOKafkaProducer,
     ) -> None:
         self._kafka = kafka
-        self._topic = kafka.topics.task_state
+        self._topic = self.topic_of(kafka)
         self._pool = pool
         self._retention = retention
         self._producer = producer
@@ -81,9 +85,15 @@ class StateIndexer:
             "agentwire_store_tombstones_total", "Tombstones written for tasks past their lifetime"
         )
 
+    def topic_of(self, kafka: KafkaSettings) -> str:
+        return kafka.topics.task_state
+
+    def group_of(self, kafka: KafkaSettings) -> str:
+        return group_id(kafka)
+
     async def start(self) -> None:
         consumer = make_consumer(
-            self._kafka, group_id=group_id(self._kafka), isolation_level="read_committed",
+            self._kafka, group_id=self.group_of(self._kafka), isolation_level="read_committed",
             session_timeout_ms=10_000, heartbeat_interval_ms=1_000, max_poll_interval_ms=300_000,
             # prefetch bounds what a rebuild holds in memory (aiokafka's defaults: 1 MB per partition)
             max_partition_fetch_bytes=256 * 1024, fetch_max_bytes=2 * 1024 * 1024,
@@ -113,12 +123,13 @@ class StateIndexer:
         partitions = [tp.partition for tp in assigned]
         async with self._pool.acquire() as conn:
             await conn.execute(
-                "INSERT INTO task_state_offsets (partition, next_offset) SELECT p, 0 FROM unnest($1::integer[]) p"
-                " ON CONFLICT DO NOTHING",
+                f"INSERT INTO {self.OFFSETS} (partition, next_offset) SELECT p, 0"  # noqa: S608 - a class constant
+                " FROM unnest($1::integer[]) p ON CONFLICT DO NOTHING",
                 partitions,
             )
             rows = await conn.fetch(
-                "SELECT partition, next_offset FROM task_state_offsets WHERE partition = ANY($1)", partitions
+                f"SELECT partition, next_offset FROM {self.OFFSETS} WHERE partition = ANY($1)",  # noqa: S608
+                partitions,
             )
         stored = {row["partition"]: row["next_offset"] for row in rows}
         self._next = {p: n for p, n in self._next.items() if any(tp.partition == p for tp in assigned)}
@@ -145,39 +156,47 @@ class StateIndexer:
     async def _apply(self, partition: int, records: list[Record]) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
             stored = await conn.fetchval(
-                "SELECT next_offset FROM task_state_offsets WHERE partition = $1 FOR UPDATE", partition
+                f"SELECT next_offset FROM {self.OFFSETS} WHERE partition = $1 FOR UPDATE", partition  # noqa: S608
             )
             fresh = [r for r in records if stored is None or r.offset >= stored]
             if not fresh:
                 return  # a former owner of the partition applied these already
-            latest: dict[bytes, TaskRow | None] = {}
-            for record in fresh:
-                if record.key is None:
-                    self._skipped.inc()
-                    continue
-                if record.value is None:
-                    latest[record.key] = None
-                    continue
-                try:
-                    latest[record.key] = task_row(record.key, record.value)
-                except DecodeError as exc:
-                    self._skipped.inc()
-                    log.warning("task-state record %d-%d not indexed: %s", partition, record.offset, exc)
-            gone = [key.decode() for key, row in latest.items() if row is None]
-            rows = sorted((row for row in latest.values() if row is not None), key=_lock_order)
-            if gone:
-                await conn.execute("DELETE FROM tasks WHERE workflow_id = ANY($1::text[])", sorted(gone))
-            if rows:
-                await conn.execute(UPSERT, *_columns(rows, partition))
+            await self.write(conn, partition, fresh)
             next_offset = fresh[-1].offset + 1
             await conn.execute(
-                "INSERT INTO task_state_offsets (partition, next_offset) VALUES ($1, $2)"
+                f"INSERT INTO {self.OFFSETS} (partition, next_offset) VALUES ($1, $2)"  # noqa: S608
                 " ON CONFLICT (partition) DO UPDATE SET next_offset = EXCLUDED.next_offset",
                 partition, next_offset,
             )
-            await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, f"{partition}:{next_offset}")
+            await self.announce(conn, partition, next_offset)
         self._next[partition] = next_offset
         self._applied.inc(len(fresh))
+
+    async def announce(self, conn: asyncpg.Connection, partition: int, next_offset: int) -> None:
+        """Tell the readers waiting for read-your-writes (``progress.py``) how far the partition is indexed."""
+        await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, f"{partition}:{next_offset}")
+
+    async def write(self, conn: asyncpg.Connection, partition: int, fresh: list[Record]) -> None:
+        """Apply one partition's new records, in the transaction that records their offset."""
+        latest: dict[bytes, TaskRow | None] = {}
+        for record in fresh:
+            if record.key is None:
+                self._skipped.inc()
+                continue
+            if record.value is None:
+                latest[record.key] = None
+                continue
+            try:
+                latest[record.key] = task_row(record.key, record.value)
+            except DecodeError as exc:
+                self._skipped.inc()
+                log.warning("task-state record %d-%d not indexed: %s", partition, record.offset, exc)
+        gone = [key.decode() for key, row in latest.items() if row is None]
+        rows = sorted((row for row in latest.values() if row is not None), key=_lock_order)
+        if gone:
+            await conn.execute("DELETE FROM tasks WHERE workflow_id = ANY($1::text[])", sorted(gone))
+        if rows:
+            await conn.execute(UPSERT, *_columns(rows, partition))
 
     async def _advance_idle(self) -> None:
         """Offsets with no record (compaction, transaction markers) still count as applied."""
@@ -190,10 +209,11 @@ class StateIndexer:
             if position > known:
                 async with self._pool.acquire() as conn, conn.transaction():
                     await conn.execute(
-                        "UPDATE task_state_offsets SET next_offset = $2 WHERE partition = $1 AND next_offset < $2",
+                        f"UPDATE {self.OFFSETS} SET next_offset = $2"  # noqa: S608 - a class constant
+                        " WHERE partition = $1 AND next_offset < $2",
                         tp.partition, position,
                     )
-                    await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, f"{tp.partition}:{position}")
+                    await self.announce(conn, tp.partition, position)
                 self._next[tp.partition] = position
 
     # -- lifetimes ------------------------------------------------------------------------------

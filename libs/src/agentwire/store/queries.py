@@ -21,9 +21,16 @@ import asyncpg
 import orjson
 
 from agentwire.kafka.partitioning import partition_for
-from agentwire.schema import DecodeError, TaskState, TaskStatus, decode
+from agentwire.schema import DecodeError, SessionMeta, TaskState, TaskStatus, decode
 from agentwire.store.progress import IndexProgress
 from agentwire.store.rows import task_row
+from agentwire.store.sessions import (
+    SESSION_COLUMNS,
+    SESSION_ENDS,
+    SESSION_TOTALS,
+    SESSIONS_WITH_META,
+    upsert_session_meta,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +52,21 @@ class SessionSummary:
     task_count: int
     first_task_at: datetime
     last_task_at: datetime
+    title: str | None = None  # set by the client (the sessions topic)
+    meta_updated_at: datetime | None = None  # when the client last set something on it
+
+
+@dataclass(frozen=True)
+class SessionStats:
+    tokens: int
+    cost_usd: float
+    succeeded: int
+    failed: int
+    running: int
+    last_activity: datetime
+    latest_query: str | None
+    latest_status: str | None
+    first_mode: str | None
 
 
 @dataclass(frozen=True)
@@ -153,39 +175,74 @@ class TaskStore:
     async def list_sessions(
         self, tenant: str, *, limit: int = 20, offset: int = 0, cursor: str | None = None
     ) -> SessionPage:
-        """One page of the tenant's sessions that still have live tasks, most recent task first."""
-        where = ["tenant = $1", "last_active_at > $2"]
+        """One page of the tenant's sessions that still have live tasks and were not deleted, most recent first."""
+        where = ["s.tenant = $1", "s.last_active_at > $2", "m.deleted_at IS NULL"]
         args: list[Any] = [tenant, self._cutoff()]
         counted = " AND ".join(where)
         if cursor is not None:
             last, session_id = _decode_cursor(cursor)
             args += [last, session_id]
-            where.append("(last_task_at, session_id) < ($3, $4)")
+            where.append("(s.last_task_at, s.session_id) < ($3, $4)")
         sql = (  # fixed fragments; every value is a parameter
-            "SELECT session_id, task_count, first_task_at, last_task_at FROM sessions"  # noqa: S608
-            f" WHERE {' AND '.join(where)} ORDER BY last_task_at DESC, session_id DESC"
+            f"SELECT {SESSION_COLUMNS} FROM {SESSIONS_WITH_META}"  # noqa: S608
+            f" WHERE {' AND '.join(where)} ORDER BY s.last_task_at DESC, s.session_id DESC"
             f" LIMIT {int(limit)} OFFSET {int(offset)}"
         )
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(sql, *args)
-            count_sql = f"SELECT count(*) FROM sessions WHERE {counted}"  # noqa: S608 - as above
+            count_sql = f"SELECT count(*) FROM {SESSIONS_WITH_META} WHERE {counted}"  # noqa: S608 - as above
             total = await conn.fetchval(count_sql, *args[:2])
         sessions = [_session(r) for r in rows]
         next_cursor = _encode_cursor(rows[-1]["last_task_at"], rows[-1]["session_id"]) if len(rows) == limit else None
         return SessionPage(sessions, int(total), next_cursor)
 
     async def get_session(self, tenant: str, session_id: str) -> SessionSummary | None:
-        """The session if the tenant has live tasks in it (else None, as for an unknown one)."""
+        """The session if the tenant has live tasks in it and did not delete it (else None, as for an unknown one)."""
         row = await self._pool.fetchrow(
-            "SELECT session_id, task_count, first_task_at, last_task_at FROM sessions"
-            " WHERE tenant = $1 AND session_id = $2 AND last_active_at > $3",
+            f"SELECT {SESSION_COLUMNS} FROM {SESSIONS_WITH_META}"  # noqa: S608 - fixed fragments
+            " WHERE s.tenant = $1 AND s.session_id = $2 AND s.last_active_at > $3 AND m.deleted_at IS NULL",
             tenant, session_id, self._cutoff(),
         )
         return _session(row) if row is not None else None
 
+    async def put_session_meta(self, meta: SessionMeta, partition: int) -> None:
+        """Apply a session's metadata this pod has just written to the sessions topic (read-your-writes).
+
+        The newest ``updated_at`` wins, here as in the indexer, which applies the same record later.
+        """
+        async with self._pool.acquire() as conn:
+            await upsert_session_meta(conn, [meta], partition)
+
+    async def session_stats(self, tenant: str, session_ids: list[str]) -> dict[str, SessionStats]:
+        """Aggregates over the live tasks of each session (tokens, cost, outcomes, latest task)."""
+        if not session_ids:
+            return {}
+        async with self._pool.acquire() as conn:
+            totals = await conn.fetch(SESSION_TOTALS, tenant, session_ids, self._cutoff())
+            ends = await conn.fetch(SESSION_ENDS, tenant, session_ids, self._cutoff())
+        latest: dict[str, TaskState] = {}
+        first: dict[str, TaskState] = {}
+        for row in ends:
+            state = _state(row["state"])
+            if state is not None:
+                (latest if row["latest"] else first)[row["session_id"]] = state
+        out: dict[str, SessionStats] = {}
+        for row in totals:
+            sid = row["session_id"]
+            newest, oldest = latest.get(sid), first.get(sid) or latest.get(sid)
+            out[sid] = SessionStats(
+                tokens=int(row["tokens"] or 0), cost_usd=float(row["cost"] or 0.0), succeeded=row["succeeded"],
+                failed=row["failed"], running=row["running"], last_activity=row["last_activity"],
+                latest_query=newest.task.query if newest else None,
+                latest_status=newest.status.value if newest else None,
+                first_mode=oldest.task.mode if oldest else None,
+            )
+        return out
+
 
 def _session(row: asyncpg.Record) -> SessionSummary:
-    return SessionSummary(row["session_id"], row["task_count"], row["first_task_at"], row["last_task_at"])
+    return SessionSummary(row["session_id"], row["task_count"], row["first_task_at"], row["last_task_at"],
+                          row["title"], row["meta_updated_at"])
 
 
 def _state(raw: bytes) -> TaskState | None:

@@ -8,7 +8,9 @@ Lifetimes (STYLE.md, "Growth"): a ``tasks`` row lives until the task-state
 topic's tombstone for it is indexed (the indexer writes that tombstone once
 ``active_at`` is older than ``retention.tasks_days``); readers ignore rows past
 that age even before the tombstone lands. A ``sessions`` row lives while the
-session has tasks; ``task_state_offsets`` has one row per partition.
+session has tasks; ``task_state_offsets`` has one row per partition. A ``session_meta``
+row lives until its session has no task left and it is older than the tasks' lifetime
+(then the sessions topic's tombstone removes it); ``session_meta_offsets``: one row per partition.
 """
 
 from __future__ import annotations
@@ -83,6 +85,23 @@ MIGRATIONS: list[str] = [
     CREATE TRIGGER tasks_update AFTER UPDATE OF active_at ON tasks
         FOR EACH ROW WHEN (NEW.active_at > OLD.active_at) EXECUTE FUNCTION sessions_on_task_update();
     CREATE TRIGGER tasks_delete AFTER DELETE ON tasks FOR EACH ROW EXECUTE FUNCTION sessions_on_task_delete();
+    """,
+    # 2: what clients set on sessions (titles, deletions), indexed from the sessions topic (store/sessions.py)
+    """
+CREATE TABLE session_meta (
+    tenant      text NOT NULL,
+    session_id  text NOT NULL,
+    title       text,
+    deleted_at  timestamptz,           -- set: the session answers as an unknown one
+    updated_at  timestamptz NOT NULL,  -- the record's; the newest wins
+    partition   integer NOT NULL,      -- of the sessions topic (the indexer that owns it sweeps it)
+    PRIMARY KEY (tenant, session_id)
+);
+CREATE INDEX session_meta_by_age ON session_meta (partition, updated_at);
+CREATE TABLE session_meta_offsets (
+    partition   integer PRIMARY KEY,
+    next_offset bigint NOT NULL
+);
     """,
 ]
 

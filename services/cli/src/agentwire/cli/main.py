@@ -49,6 +49,13 @@ def parser() -> argparse.ArgumentParser:
     approve.add_argument("--feedback", help="a note for the workflow and the stream")
     approve.add_argument("--json", action="store_true")
 
+    sessions = commands.add_parser("sessions", help="list sessions, or show, rename or delete one")
+    sessions.add_argument("action", nargs="?", default="list", choices=["list", "show", "rename", "delete"])
+    sessions.add_argument("session_id", nargs="?")
+    sessions.add_argument("title", nargs="?", help="the new title (rename)")
+    sessions.add_argument("--limit", type=int, default=20)
+    sessions.add_argument("--json", action="store_true")
+
     tasks = commands.add_parser("tasks", help="list recent tasks")
     tasks.add_argument("--limit", type=int, default=20)
     tasks.add_argument("--status")
@@ -96,6 +103,8 @@ def run(api: Api, args: argparse.Namespace) -> int:
         return 0
     if args.command == "approve":
         return approve(api, args)
+    if args.command == "sessions":
+        return sessions(api, args)
     reply = api.call("POST", f"/api/v1/tasks/{args.workflow_id}/{args.command}", {})
     print(json.dumps(reply) if args.json else reply.get("message", args.command))
     return 0 if reply.get("success", True) else 1
@@ -115,6 +124,42 @@ def approve(api: Api, args: argparse.Namespace) -> int:
         body["feedback"] = args.feedback
     reply = api.call("POST", "/api/v1/approvals/decision", body)
     print(json.dumps(reply) if args.json else f"{'Denied' if args.deny else 'Approved'} {approval_id}")
+    return 0
+
+
+def sessions(api: Api, args: argparse.Namespace) -> int:
+    if args.action == "list":
+        listing = api.call("GET", "/api/v1/sessions", limit=args.limit)
+        if args.json:
+            print(json.dumps(listing))
+            return 0
+        for s in listing["sessions"]:
+            title = s.get("title") or s.get("latest_task_query") or ""
+            print(f"{s['session_id']}  {s['task_count']:>3} tasks  {s['tokens_used']:>7} tokens  {title[:50]}")
+        return 0
+    if not args.session_id:
+        print(f"agentwire: sessions {args.action} needs a session id", file=sys.stderr)
+        return 2
+    path = f"/api/v1/sessions/{args.session_id}"
+    if args.action == "rename":
+        if not args.title:
+            print("agentwire: sessions rename needs a title", file=sys.stderr)
+            return 2
+        reply = api.call("PATCH", path, {"title": args.title})
+    elif args.action == "delete":
+        reply = api.call("DELETE", path)
+    else:
+        session = api.call("GET", path)
+        history = api.call("GET", f"{path}/history")
+        if args.json:
+            print(json.dumps({**session, "tasks": history["tasks"]}))
+            return 0
+        print(f"session   {session['session_id']}  {session.get('title') or ''}".rstrip())
+        print(f"tasks     {session['task_count']}   tokens {session['tokens_used']}   cost ${session['cost_usd']}")
+        for n, task in enumerate(history["tasks"], start=1):
+            print(f"{n:>3}. {task['task_id']}  {short(task['status']):<10} {task['query'][:60]}")
+        return 0
+    print(json.dumps(reply) if args.json else f"{args.action}d {args.session_id}")  # renamed, deleted
     return 0
 
 

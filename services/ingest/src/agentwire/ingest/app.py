@@ -9,12 +9,13 @@ from aiohttp import web
 
 from agentwire import webui
 from agentwire.auth import Authenticator
-from agentwire.ingest import interactive
+from agentwire.ingest import interactive, session_routes
 from agentwire.ingest.chat import routes as chat
 from agentwire.ingest.interactions import Interactions
-from agentwire.ingest.keys import AUTH, CHAT_SLOTS, INTERACTIONS, LIMITER, SETTINGS, TASKS
+from agentwire.ingest.keys import AUTH, CHAT_SLOTS, INTERACTIONS, LIMITER, SESSIONS, SETTINGS, TASKS
 from agentwire.ingest.ratelimit import RateLimiter
 from agentwire.ingest.routes import routes
+from agentwire.ingest.sessions import SessionService
 from agentwire.ingest.tasks import TaskService
 from agentwire.kafka import make_producer
 from agentwire.kafka.history import EventLog
@@ -42,6 +43,7 @@ def setup(app: web.Application, settings: Settings) -> None:
     app.add_routes(routes)
     app.add_routes(interactive.routes)
     app.add_routes(chat.routes)
+    app.add_routes(session_routes.routes)
     setup_store(app, settings)
     app.cleanup_ctx.append(_kafka)
 
@@ -61,6 +63,8 @@ async def _kafka(app: web.Application) -> AsyncIterator[None]:
         producer, app[STORE].tasks, log, settings.kafka.topics, lookup_timeout=settings.http.read_your_writes_timeout_s
     )
     app[INTERACTIONS] = Interactions(app[TASKS])
+    app[SESSIONS] = SessionService(app[TASKS], app[STORE].tasks, producer, settings.kafka.topics,
+                                   partitions=settings.kafka.partitions)
     app[CHAT_SLOTS] = asyncio.Semaphore(settings.openai.max_concurrent)
     try:
         yield

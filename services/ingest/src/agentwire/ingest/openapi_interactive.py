@@ -11,6 +11,7 @@ from agentwire.ingest.openapi import BOOL, INT, NSTR, STR, TASK_ID, _body, _erro
 
 NNUM = {"type": ["number", "null"]}
 WORKFLOW_ID = {**TASK_ID, "name": "workflow_id"}
+SESSION_ID = {**TASK_ID, "name": "session_id"}
 
 SCHEMAS: dict[str, dict[str, Any]] = {
     "ApprovalDecisionResult": _obj(
@@ -54,6 +55,27 @@ SCHEMAS: dict[str, dict[str, Any]] = {
          "usage": _ref("OpenAIUsage")},
         ["id", "object", "created", "model", "choices"],
     ),
+    "SessionSummary": _obj(
+        {"session_id": STR, "user_id": STR, "title": NSTR, "context": {"type": "object"}, "task_count": INT,
+         "tokens_used": INT, "total_cost_usd": {"type": "number"}, "successful_tasks": INT, "failed_tasks": INT,
+         "success_rate": {"type": "number"}, "is_active": BOOL, "latest_task_query": NSTR,
+         "latest_task_status": NSTR, "first_task_mode": NSTR, "created_at": STR, "updated_at": STR,
+         "last_activity_at": NSTR},
+        ["session_id", "user_id", "created_at"],
+    ),
+    "SessionList": _obj({"sessions": {"type": "array", "items": _ref("SessionSummary")}, "total_count": INT,
+                         "next_cursor": STR}, ["sessions", "total_count"]),
+    "SessionHistory": _obj({"session_id": STR, "total": INT, "tasks": {"type": "array", "items": _obj(
+        {"task_id": STR, "workflow_id": STR, "query": STR, "status": STR, "mode": STR, "result": NSTR,
+         "error_message": NSTR, "total_tokens": INT, "total_cost_usd": {"type": "number"},
+         "duration_ms": {"type": ["integer", "null"]}, "started_at": STR, "completed_at": NSTR})}},
+        ["session_id", "tasks"]),
+    "SessionTurns": _obj({"session_id": STR, "count": INT, "turns": {"type": "array", "items": _obj(
+        {"turn": INT, "task_id": STR, "user_query": STR, "final_output": NSTR, "timestamp": STR, "status": STR,
+         "events": {"type": "array", "items": _ref("Event")}, "metadata": {"type": "object"}})}},
+        ["session_id", "turns", "count"]),
+    "SessionTitle": _obj({"title": {"type": "string", "minLength": 1, "maxLength": 60}}, ["title"]),
+    "SessionChanged": _obj({"success": BOOL, "session_id": STR, "title": STR, "deleted": BOOL}, ["success"]),
 }
 
 LIMITED = " Rate limited per API key."
@@ -87,6 +109,35 @@ def paths() -> dict[str, Any]:
                            {"name": "last_event_id", "in": "query", "required": False, "schema": STR}],
             "responses": {"307": {"description": "Redirect to the task's SSE stream",
                                   "headers": {"Location": {"schema": STR}}}, **_errors(400, 401, 404)}}},
+        "/api/v1/sessions": {"get": {
+            "operationId": "listSessions",
+            "summary": "The caller's sessions (live tasks, not deleted), most recent first." + LIMITED,
+            "parameters": [{"name": "limit", "in": "query", "required": False,
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}},
+                           {"name": "offset", "in": "query", "required": False,
+                            "schema": {"type": "integer", "minimum": 0, "default": 0}},
+                           {"name": "cursor", "in": "query", "required": False, "schema": STR}],
+            "responses": {"200": _json("SessionList", "Sessions"), **_errors(400, 401, 429)}}},
+        "/api/v1/sessions/{session_id}": {"parameters": [SESSION_ID], "get": {
+            "operationId": "getSession", "summary": "One session with its totals",
+            "responses": {"200": _json("SessionSummary", "The session"), **_errors(400, 401, 404)}},
+            "patch": {"operationId": "renameSession", "summary": "Set the session's title." + LIMITED,
+                      "requestBody": _body("SessionTitle"),
+                      "responses": {"200": _json("SessionChanged", "Renamed"), **_errors(400, 401, 404, 429)}},
+            "delete": {"operationId": "deleteSession",
+                       "summary": "Delete the session (it answers 404 from then on; its tasks stay)." + LIMITED,
+                       "responses": {"200": _json("SessionChanged", "Deleted"), **_errors(400, 401, 404, 429)}}},
+        "/api/v1/sessions/{session_id}/history": {"parameters": [SESSION_ID], "get": {
+            "operationId": "getSessionHistory", "summary": "The session's tasks, oldest first (at most 1,000)",
+            "responses": {"200": _json("SessionHistory", "Tasks"), **_errors(400, 401, 404)}}},
+        "/api/v1/sessions/{session_id}/events": {"parameters": [SESSION_ID], "get": {
+            "operationId": "getSessionEvents", "summary": "Turns: each task of the session with its events (no "
+                                                          "LLM_PARTIAL); count is the number of turns",
+            "parameters": [{"name": "limit", "in": "query", "required": False,
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 10}},
+                           {"name": "offset", "in": "query", "required": False,
+                            "schema": {"type": "integer", "minimum": 0, "default": 0}}],
+            "responses": {"200": _json("SessionTurns", "Turns"), **_errors(400, 401, 404, 413)}}},
         "/v1/models": {"get": {
             "operationId": "listModels", "summary": "OpenAI-compatible: the models (each names a scenario)",
             "responses": {"200": _json("OpenAIModelList", "Models"), **_openai_errors(401)}}},
