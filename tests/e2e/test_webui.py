@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -152,3 +153,62 @@ def test_with_auth_the_stream_url_carries_a_token_not_the_key(browser: Browser, 
         expect(page.locator("#task-list tbody tr")).not_to_have_count(0)
     finally:
         context.close()
+
+
+DOCS = ROOT / "docs"
+
+
+def test_approvals_sessions_charts_and_timeline(page: Page, stack: Stack) -> None:
+    # A session of two tasks; the second asks for a human approval of its plan.
+    session_id = f"s-ui-{uuid.uuid4().hex[:8]}"
+
+    def submit(query: str, **context: object) -> str:
+        body = {"query": query, "session_id": session_id, "context": {"speed": 4, **context}}
+        response = httpx.post(f"{stack.base_url}/api/v1/tasks", json=body, timeout=10)
+        assert response.status_code == 200, response.text
+        return str(response.json()["workflow_id"])
+
+    first = submit("Map the Kafka ecosystem")
+    second = submit("Compare streaming engines", require_approval=True)
+    page.evaluate(f"window.agentwire.openTask('{second}')")
+
+    # The side list offers the pending approval; the task view shows the request with its buttons.
+    expect(page.locator(f'#approvals li[data-id="{second}"]')).to_be_visible(timeout=30_000)
+    expect(page.locator("#approval-panel")).to_be_visible(timeout=30_000)
+    expect(page.locator("#approval-text")).to_contain_text("Approval requested for the plan")
+    page.fill("#approval-feedback", "go ahead")
+    page.click("#approve")
+    expect(page.locator("#approval-panel")).to_be_hidden()
+    expect(page.locator("#task-status")).to_have_text("completed", timeout=60_000)
+    expect_stream_finished(page)
+    decision = page.evaluate("window.agentwire.view.events.find(e => e.type === 'APPROVAL_DECISION').payload")
+    assert decision["approved"] is True and decision["feedback"] == "go ahead"
+    expect(page.locator("#approvals li")).to_have_count(0)
+
+    # The per-agent timeline of the selected task, from GET /timeline.
+    page.wait_for_function("Number(document.querySelector('#gantt').dataset.agents) >= 4", timeout=30_000)
+    lanes = page.locator("#gantt .gantt-lane").evaluate_all("els => els.map(e => e.dataset.agent)")
+    assert {"research-agent", "analysis-agent", "writer-agent"} <= set(lanes)
+    assert page.locator("#gantt .gantt-step.step-approval").count() == 1
+    assert page.locator("#gantt .gantt-step.step-llm").count() >= 3
+
+    # Live charts: events per second of the open stream, active workflows, tokens and cost per task.
+    page.wait_for_function("Number(document.querySelector('#chart-events').dataset.points) >= 3", timeout=10_000)
+    page.wait_for_function("Number(document.querySelector('#chart-usage').dataset.bars) >= 2", timeout=30_000)
+    assert page.locator("#chart-active polyline").count() == 1
+
+    # Session history: the session, its turns in order, and a past task's stream replayed.
+    row = page.locator(f'#session-list tr[data-id="{session_id}"]')
+    expect(row).to_be_visible(timeout=30_000)
+    row.click()
+    expect(page.locator("#session-turns li")).to_have_count(2, timeout=30_000)
+    turns = page.locator("#session-turns li").evaluate_all("els => els.map(e => e.dataset.id)")
+    assert turns == [first, second]
+    page.locator(f'#session-turns li[data-id="{first}"] button.replay').click()
+    expect(page.locator("#task-id")).to_have_text(first)
+    expect_stream_finished(page)
+    seqs = page.evaluate("window.agentwire.view.events.map(e => e.seq)")
+    assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) > 20
+    page.evaluate(f"window.agentwire.openTask('{second}')")
+    page.wait_for_function("Number(document.querySelector('#gantt').dataset.agents) >= 4", timeout=30_000)
+    page.screenshot(path=str(DOCS / "dashboard-interactions.png"), full_page=True)

@@ -60,6 +60,9 @@ def task_summary(state: TaskState) -> dict[str, Any]:
     }
     if state.completed_at is not None:
         out["completed_at"] = rfc3339(state.completed_at)
+    pending = next((a.approval_id for a in state.approvals if a.status == "pending"), None)
+    if pending is not None and not state.status.terminal:
+        out["pending_approval"] = pending  # the dashboard offers Approve / Deny from the list
     if state.usage.total_tokens:
         # The SDK reads an object here (Shannon's TokenUsage), not a number.
         out["total_token_usage"] = {

@@ -1,4 +1,5 @@
 // agentwire dashboard: plain ES module, no build step. Talks only to the public HTTP API.
+import { ApprovalPanel, Metrics, drawTimeline, refreshSessions, renderPendingApprovals, showSession } from "./insights.js";
 
 const TYPES = `WORKFLOW_STARTED WORKFLOW_COMPLETED WORKFLOW_FAILED AGENT_STARTED AGENT_COMPLETED AGENT_FAILED
 AGENT_THINKING ERROR_RECOVERY WARNING STATUS_UPDATE PROGRESS DATA_PROCESSING WAITING TEAM_STATUS LLM_PROMPT
@@ -42,6 +43,7 @@ $("#submit-form").addEventListener("submit", async (event) => {
   const features = [...document.querySelectorAll("input[name=feature]:checked")].map((box) => box.value);
   if (features.length) context.features = features;
   if ($("#force-swarm").checked) context.force_swarm = true;
+  if ($("#require-approval").checked) context.require_approval = true;
   const budget = parseInt($("#token-budget").value, 10);
   if (budget > 0) context.token_budget = budget;
   const speed = parseFloat($("#speed").value);
@@ -58,6 +60,8 @@ $("#submit-form").addEventListener("submit", async (event) => {
 async function refreshList() {
   try {
     const { tasks } = await api("/api/v1/tasks?limit=20");
+    metrics.tasks(tasks);
+    renderPendingApprovals(api, tasks, openTask, refreshList);
     const body = $("#task-list tbody");
     body.replaceChildren(...tasks.map((task) => {
       const row = document.createElement("tr");
@@ -70,8 +74,17 @@ async function refreshList() {
     }));
   } catch { /* list is best effort; the next poll retries */ }
 }
+const metrics = new Metrics();
+const approvals = new ApprovalPanel(api, () => { refreshList(); if (view) view.refreshStatus(); });
 setInterval(refreshList, 2000);
 refreshList();
+
+async function openSession(id) {
+  try { await showSession(api, id, openTask); } catch (error) { $("#session-totals").textContent = error.message; }
+}
+const listSessions = () => refreshSessions(api, openSession).catch(() => { /* best effort; the next poll retries */ });
+setInterval(listSessions, 5000);
+listSessions();
 
 // ---- task view ----------------------------------------------------------------------------------
 let view = null;   // the open task's state
@@ -98,6 +111,8 @@ class TaskView {
     this.setProgress(0);
     this.setBudget(null);
     this.typeFilters = new Map();
+    approvals.reset();
+    this.timeline = null;
     this.poll = setInterval(() => this.refreshStatus(), 1000);
     this.refreshStatus();
     this.connect();
@@ -124,10 +139,18 @@ class TaskView {
       el.className = `status ${status}`;
       if (this.budget === null && task.context && task.context.token_budget) this.setBudget(task.context.token_budget);
       if (task.result) $("#result").textContent = task.result;
+      this.refreshTimeline();
       if (this.terminal) clearInterval(this.poll);
     } catch (error) {
       $("#task-status").textContent = error.status === 404 ? "not found" : "unreachable";
     }
+  }
+
+  async refreshTimeline() {
+    try {
+      const timeline = await api(`/api/v1/tasks/${encodeURIComponent(this.id)}/timeline`);
+      if (view === this) drawTimeline($("#gantt"), timeline);
+    } catch { /* drawn again at the next status poll */ }
   }
 
   async streamUrl(lastId) {
@@ -213,6 +236,8 @@ class TaskView {
 
   apply(ev) {
     this.events.push(ev);
+    metrics.event();
+    approvals.onEvent(this.id, ev);
     this.log(ev);
     const p = ev.payload;
     if (ev.type === "PROGRESS" && typeof p.percent === "number") this.setProgress(p.percent);
@@ -334,6 +359,6 @@ for (const action of ["pause", "resume", "cancel"]) {
   });
 }
 
-window.agentwire = { openTask, dropStream: () => view && view.dropStream(), get view() { return view; } };
+window.agentwire = { openTask, openSession, dropStream: () => view && view.dropStream(), get view() { return view; } };
 const initial = new URLSearchParams(location.search).get("task");
 if (initial) openTask(initial);
