@@ -113,12 +113,22 @@ class EventLog:
     async def follow(self, workflow_id: str, start: int, *, wait_ms: int = 500) -> AsyncIterator[list[Record]]:
         """Yield the workflow's records from ``start`` on, as they are written, until the caller stops.
 
-        A follow lasts as long as its workflow (minutes), so it has a consumer of its own rather
-        than a pooled reader (≈ 30 ms to start). Each fetch waits up to ``wait_ms`` for new records
-        and yields what it got, possibly nothing, so the caller can send keepalives.
+        Each fetch waits up to ``wait_ms`` for new records and yields what it got, possibly
+        nothing, so the caller can send keepalives.
         """
-        tp = TopicPartition(self._topic, self.partition_of(workflow_id))
         key = workflow_id.encode()
+        async with contextlib.aclosing(self.follow_partition(self.partition_of(workflow_id), start,
+                                                             wait_ms=wait_ms)) as batches:
+            async for batch in batches:
+                yield [r for r in batch if r.key == key]
+
+    async def follow_partition(self, partition: int, start: int, *, wait_ms: int = 500) -> AsyncIterator[list[Record]]:
+        """Yield every record of ``partition`` from ``start`` on, as they are written (empty when none came).
+
+        A follow lasts as long as what it follows (minutes), so it has a consumer of its own rather
+        than a pooled reader (≈ 30 ms to start).
+        """
+        tp = TopicPartition(self._topic, partition)
         consumer = make_consumer(self._kafka, fetch_max_wait_ms=20)
         await consumer.start()
         try:
@@ -126,7 +136,7 @@ class EventLog:
             consumer.seek(tp, start)
             while True:
                 batches = await consumer.getmany(tp, timeout_ms=wait_ms, max_records=READ_BATCH)
-                yield [r for r in batches.get(tp, []) if r.key == key]
+                yield batches.get(tp, [])
         finally:
             await consumer.stop()
 

@@ -13,6 +13,7 @@ from agentwire.edge.frames import events_gone_frame, not_found_frame
 from agentwire.edge.keys import AUTH, CLIENTS, HUB, LOG, SETTINGS
 from agentwire.edge.resume import parse_resume, parse_types
 from agentwire.edge.session import Delivery, StreamSession
+from agentwire.edge.session_routes import session_sse, session_ws
 from agentwire.kafka.metrics import gauge
 from agentwire.schema import TaskState
 from agentwire.service.http import TRACE_HEADER, ApiError, valid_id
@@ -66,6 +67,8 @@ class SseSink:
 
 @routes.get("/api/v1/stream/sse")
 async def stream_sse(request: web.Request) -> web.StreamResponse:
+    if "session_id" in request.query and "workflow_id" not in request.query:
+        return await session_sse(request)
     workflow_id = valid_id(request.query.get("workflow_id"), "workflow_id")
     parse_resume(request.headers.get("Last-Event-ID") or request.query.get("last_event_id"))
     request.app[AUTH].authenticate_stream(request, workflow_id)
@@ -117,6 +120,8 @@ class WsSink:
 
 @routes.get("/api/v1/stream/ws")
 async def stream_ws(request: web.Request) -> web.StreamResponse:
+    if "session_id" in request.query and "workflow_id" not in request.query:
+        return await session_ws(request)
     workflow_id = valid_id(request.query.get("workflow_id"), "workflow_id")
     parse_resume(request.headers.get("Last-Event-ID") or request.query.get("last_event_id"))
     request.app[AUTH].authenticate_stream(request, workflow_id)

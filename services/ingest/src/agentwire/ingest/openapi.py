@@ -105,7 +105,8 @@ def _query(name: str, schema: dict[str, Any], description: str = "", required: b
 TASK_ID = {"name": "task_id", "in": "path", "required": True,
            "schema": {"type": "string", "pattern": r"^[A-Za-z0-9:_\-.]{1,128}$"}}
 STREAM_PARAMS = [
-    _query("workflow_id", STR, "the workflow to stream", required=True),
+    _query("workflow_id", STR, "the workflow to stream (this or session_id is required)"),
+    _query("session_id", STR, "stream every workflow of the session instead; ids are then session cursors"),
     _query("types", STR, "comma-separated event types (SSE names accepted as aliases)"),
     _query("last_event_id", STR, "resume after this <partition>-<offset> id or seq number"),
     _query("api_key", STR, "API key (stream routes only)"),
