@@ -176,9 +176,9 @@ class StateIndexer:
         """Tell the readers waiting for read-your-writes (``progress.py``) how far the partition is indexed."""
         await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, f"{partition}:{next_offset}")
 
-    async def write(self, conn: asyncpg.Connection, partition: int, fresh: list[Record]) -> None:
-        """Apply one partition's new records, in the transaction that records their offset."""
-        latest: dict[bytes, TaskRow | None] = {}
+    def latest(self, partition: int, fresh: list[Record], parse: Callable[[bytes, bytes], T]) -> dict[bytes, T | None]:
+        """The last record of each key (compaction's rule): parsed, or None for a tombstone; bad ones skipped."""
+        latest: dict[bytes, T | None] = {}
         for record in fresh:
             if record.key is None:
                 self._skipped.inc()
@@ -187,10 +187,15 @@ class StateIndexer:
                 latest[record.key] = None
                 continue
             try:
-                latest[record.key] = task_row(record.key, record.value)
+                latest[record.key] = parse(record.key, record.value)
             except DecodeError as exc:
                 self._skipped.inc()
-                log.warning("task-state record %d-%d not indexed: %s", partition, record.offset, exc)
+                log.warning("%s record %d-%d not indexed: %s", self._topic, partition, record.offset, exc)
+        return latest
+
+    async def write(self, conn: asyncpg.Connection, partition: int, fresh: list[Record]) -> None:
+        """Apply one partition's new records, in the transaction that records their offset."""
+        latest = self.latest(partition, fresh, task_row)
         gone = [key.decode() for key, row in latest.items() if row is None]
         rows = sorted((row for row in latest.values() if row is not None), key=_lock_order)
         if gone:

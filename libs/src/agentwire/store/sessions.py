@@ -69,6 +69,13 @@ async def upsert_session_meta(conn: asyncpg.Connection, metas: list[SessionMeta]
                        [partition] * len(metas))
 
 
+def _meta(key: bytes, value: bytes) -> SessionMeta:
+    meta = decode(SessionMeta, value)
+    if session_key(meta.tenant, meta.session_id) != key:
+        raise DecodeError(f"record key {key!r} is not its session's")
+    return meta
+
+
 class SessionIndexer(StateIndexer):
     """Keeps ``session_meta`` equal to the sessions topic (one consumer group across ingest and edge)."""
 
@@ -84,23 +91,7 @@ class SessionIndexer(StateIndexer):
         return None  # nobody waits for this topic: the writing pod applies its own writes at once
 
     async def write(self, conn: asyncpg.Connection, partition: int, fresh: list[Record]) -> None:
-        latest: dict[bytes, SessionMeta | None] = {}
-        for record in fresh:
-            if record.key is None:
-                self._skipped.inc()
-                continue
-            if record.value is None:
-                latest[record.key] = None
-                continue
-            try:
-                meta = decode(SessionMeta, record.value)
-            except DecodeError as exc:
-                meta = None
-                log.warning("sessions record %d-%d not indexed: %s", partition, record.offset, exc)
-            if meta is None or session_key(meta.tenant, meta.session_id) != record.key:
-                self._skipped.inc()
-                continue
-            latest[record.key] = meta
+        latest = self.latest(partition, fresh, _meta)
         gone = sorted(key.decode().split("\x00", 1) for key, meta in latest.items() if meta is None)
         if gone:
             await conn.execute(

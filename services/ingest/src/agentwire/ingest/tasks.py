@@ -13,7 +13,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from agentwire.ingest.requests import SubmitTask
-from agentwire.kafka import position_id
+from agentwire.kafka import Record, position_id
 from agentwire.kafka.history import EventLog
 from agentwire.schema import (
     Approval,
@@ -122,18 +122,10 @@ class TaskService:
     async def history(self, state: TaskState) -> list[dict[str, Any]]:
         """The workflow's events in seq order, each once, as clients see them."""
         events: list[dict[str, Any]] = []
-        last_seq = 0
+        in_order = InOrder()
         start = await self._log.start_offset(state)
         async for batch in self._log.read(state.workflow_id, start):
-            for record in batch:
-                try:
-                    event = decode(Event, record.value)
-                except DecodeError:
-                    continue
-                if event.seq != last_seq + 1:
-                    continue
-                last_seq = event.seq
-                events.append(event.public(position_id(record.partition, record.offset)))
+            events.extend(in_order.take(batch))
         return events
 
     async def follow(self, state: TaskState) -> AsyncIterator[dict[str, Any] | None]:
@@ -142,22 +134,15 @@ class TaskService:
         Yields each event once, in seq order, as clients see them, and ``None`` when a wait
         for new events passed without any (so a streaming caller can send a keepalive).
         """
-        last_seq = 0
+        in_order = InOrder()
         start = await self._log.start_offset(state)
         async with contextlib.aclosing(self._log.follow(state.workflow_id, start)) as batches:
             async for batch in batches:
                 if not batch:
                     yield None
-                for record in batch:
-                    try:
-                        event = decode(Event, record.value)
-                    except DecodeError:
-                        continue
-                    if event.seq != last_seq + 1:
-                        continue
-                    last_seq = event.seq
-                    yield event.public(position_id(record.partition, record.offset))
-                    if event.type == "STREAM_END":
+                for event in in_order.take(batch):
+                    yield event
+                    if event["type"] == "STREAM_END":
                         return
 
     @property
@@ -182,6 +167,27 @@ class TaskService:
         return await self._store.list_tasks(
             tenant, status=status, session_id=session_id, limit=limit, offset=offset, cursor=cursor
         )
+
+
+class InOrder:
+    """One workflow's events in seq order, each once, as clients see them (a processor that crashed
+    between writing an event and saving its row writes the same seq again: dropped here)."""
+
+    def __init__(self) -> None:
+        self.last_seq = 0
+
+    def take(self, records: list[Record]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for record in records:
+            try:
+                event = decode(Event, record.value)
+            except DecodeError:
+                continue
+            if event.seq != self.last_seq + 1:
+                continue
+            self.last_seq = event.seq
+            out.append(event.public(position_id(record.partition, record.offset)))
+        return out
 
 
 def _request_hash(body: SubmitTask) -> str:
