@@ -31,6 +31,8 @@ from agentwire.auth import hash_key
 from agentwire.kafka.partitioning import partition_for
 from agentwire.schema import TaskState, TaskStatus, Topics, encode
 from agentwire.schema.commands import TaskSubmitted
+from agentwire.service.settings import KafkaSettings, Settings, StoreSettings
+from agentwire.store import open_store
 from tests.support.broker import kafka_broker
 from tests.support.stack import Service, Stack
 from tests.support.wait import eventually
@@ -173,6 +175,34 @@ def list_latencies(base: str, tasks_now: int) -> dict[str, float]:
     return {"p50": round(statistics.median(samples), 2), "p99": round(samples[int(len(samples) * 0.99) - 1], 2)}
 
 
+async def store_latencies(bootstrap: str, prefix: str, dsn: str, tasks_now: int) -> dict[str, float]:
+    """The same queries through TaskStore in this process: the store's share of a list request."""
+    settings = Settings(kafka=KafkaSettings(bootstrap_servers=bootstrap, topic_prefix=prefix, partitions=PARTITIONS),
+                        store=StoreSettings(dsn=dsn))
+    rng = random.Random(16)
+    per_tenant = tasks_now // TENANTS
+    samples: list[float] = []
+    async with open_store(settings, index=False) as store:
+        for i in range(REQUESTS + 50):
+            tenant = rng.randrange(TENANTS)
+            variant = i % 5
+            kwargs: dict[str, Any] = {"limit": 20}
+            if variant == 1:
+                kwargs["status"] = TaskStatus.FAILED
+            elif variant == 2:
+                kwargs["session_id"] = f"session-{tenant:03d}-{rng.randrange(SESSIONS)}"
+            elif variant == 3:
+                kwargs["offset"] = max(0, min(per_tenant - 20, rng.randrange(max(per_tenant, 1))))
+            began = time.perf_counter()
+            page = await store.tasks.list_tasks(f"tenant-{tenant:03d}", **kwargs)
+            if variant == 4 and page.next_cursor:
+                await store.tasks.list_tasks(f"tenant-{tenant:03d}", limit=20, cursor=page.next_cursor)
+            if i >= 50:
+                samples.append((time.perf_counter() - began) * 1000)
+    samples.sort()
+    return {"p50": round(statistics.median(samples), 2), "p99": round(samples[int(len(samples) * 0.99) - 1], 2)}
+
+
 def restart_to_ready(service: Service) -> float:
     service.stop(signal.SIGTERM)
     began = time.monotonic()
@@ -216,6 +246,10 @@ def main() -> None:
                 latency = list_latencies(base, written)
                 figures[f"list_p50_ms_at_{tag}"] = latency["p50"]
                 figures[f"list_p99_ms_at_{tag}"] = latency["p99"]
+                inside = asyncio.run(store_latencies(bootstrap, stack.prefix, stack.dsn, written))
+                figures[f"store_list_p50_ms_at_{tag}"] = inside["p50"]
+                figures[f"store_list_p99_ms_at_{tag}"] = inside["p99"]
+                figures[f"load_average_at_{tag}"] = round(os.getloadavg()[0], 1)
                 for name, service in stack.services.items():
                     figures[f"rss_mb_{name}_at_{tag}"] = rss_mb(service)
             for name in ("ingest", "edge"):
