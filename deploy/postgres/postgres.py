@@ -105,8 +105,8 @@ def start(data_dir: str | os.PathLike[str], port: int = 0, *, fast: bool = False
     port = port or free_port()
     settings = {"listen_addresses": HOST, "port": str(port), "unix_socket_directories": str(data_dir),
                 "synchronous_commit": "off", "max_connections": "200", "shared_buffers": "128MB"}
-    if fast:
-        settings |= {"fsync": "off", "full_page_writes": "off"}
+    if fast:  # tests and benchmarks: no durability; a cache that holds a million tasks' indexes
+        settings |= {"fsync": "off", "full_page_writes": "off", "shared_buffers": "256MB"}
     command = [str(bin_dir() / "postgres"), "-D", str(data_dir)]
     for key, value in settings.items():
         command += ["-c", f"{key}={value}"]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 # each a module of tests/bench with a main(); BENCH_SCRIPTS=edge,latency runs a subset
-SCRIPTS = os.environ.get("BENCH_SCRIPTS", "edge,latency,processor").split(",")
+SCRIPTS = os.environ.get("BENCH_SCRIPTS", "edge,latency,processor,state").split(",")
 TARGETS = {
     "late_join_10k_s_best": "≤ 1 s",
     "late_join_10k_s_first": "≤ 1 s",
@@ -29,13 +29,16 @@ TARGETS = {
     "processor_events_per_cpu_s": "≥ 5,000 (end to end, runner frames)",
     "processor_noop_ratio": "≥ 0.7",
     "e2e_100_latency_p50_ms": "≤ 8 ms",
+    "list_p99_ms_at_1000k": "≤ 50 ms",
+    "restart_to_ready_s_ingest_at_1000k": "≤ 10 s",
+    "restart_to_ready_s_edge_at_1000k": "≤ 10 s",
 }
 
 
 def run_script(name: str) -> dict[str, object]:
     started = time.monotonic()
     done = subprocess.run([sys.executable, "-m", f"tests.bench.{name}"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=900, env=os.environ.copy())
+                          text=True, timeout=1800, env=os.environ.copy())
     lines = done.stdout.strip().splitlines()
     try:
         figures = json.loads(lines[-1]) if lines else {}
