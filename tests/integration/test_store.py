@@ -145,6 +145,15 @@ async def test_read_your_writes_and_restart_from_stored_offsets(kafka_bootstrap:
             found = await store.tasks.lookup(fresh.workflow_id, 2.0)
             assert found is not None and found.status == TaskStatus.QUEUED
             assert await store.tasks.lookup("task-never-written", 0.5) is None
+            assert (await store.tasks.list_tasks("acme", status=TaskStatus.QUEUED)).total_count == 1
+
+            # a status change moves the task between the per-status counts
+            done = fresh.model_copy(update={"status": TaskStatus.COMPLETED, "completed_at": now})
+            await write(producer, settings.kafka.topics.task_state, [done])
+            assert await store.tasks.catch_up(5.0)
+            assert (await store.tasks.list_tasks("acme", status=TaskStatus.QUEUED)).total_count == 0
+            assert (await store.tasks.list_tasks("acme", status=TaskStatus.COMPLETED)).total_count == 31
+            assert (await store.tasks.list_tasks("acme", session_id="s")).total_count == 31
 
         # while no indexer runs, more records arrive; a restart applies only those
         later = [state("acme", "s", now) for _ in range(20)]
@@ -157,7 +166,7 @@ async def test_read_your_writes_and_restart_from_stored_offsets(kafka_bootstrap:
                 indexed = await conn.fetchval("SELECT sum(next_offset) FROM task_state_offsets")
             finally:
                 await conn.close()
-            assert indexed == 51
+            assert indexed == 52  # 30 + 1 + its update + 20
 
 
 async def test_two_indexers_share_the_partitions_and_agree(kafka_bootstrap: str, prefix: str) -> None:

@@ -144,13 +144,15 @@ class TaskStore:
         """One page of the tenant's live tasks, newest first unless ``oldest_first``."""
         where = ["tenant = $1", "active_at > $2"]
         args: list[Any] = [tenant, self._cutoff()]
+        filters: list[str] = []
         if status is not None:
             args.append(status.value)
-            where.append(f"status = ${len(args)}")
+            filters.append(f"status = ${len(args)}")
         if session_id is not None:
             args.append(session_id)
-            where.append(f"session_id = ${len(args)}")
-        counted = " AND ".join(where)
+            filters.append(f"session_id = ${len(args)}")
+        where += filters
+        total_sql = _total_sql(filters, by_status=status is not None, by_session=session_id is not None)
         if cursor is not None:
             created, workflow_id = _decode_cursor(cursor)
             args += [created, workflow_id]
@@ -159,8 +161,8 @@ class TaskStore:
         # One round trip: the count, and the page — its keys from an index-only scan (deep offsets
         # skip index entries, not rows), then only its rows. Fixed fragments; values are parameters.
         sql = (
-            f"SELECT c.total, p.state, p.created_at, p.workflow_id FROM (SELECT count(*) AS total FROM tasks"  # noqa: S608
-            f" WHERE {counted}) c LEFT JOIN LATERAL (SELECT t.state, t.created_at, t.workflow_id FROM tasks t JOIN"
+            f"SELECT c.total, p.state, p.created_at, p.workflow_id FROM ({total_sql}) c LEFT JOIN LATERAL"  # noqa: S608
+            " (SELECT t.state, t.created_at, t.workflow_id FROM tasks t JOIN"
             f" (SELECT workflow_id FROM tasks WHERE {' AND '.join(where)}"
             f" ORDER BY created_at {order}, workflow_id {order} LIMIT {int(limit)} OFFSET {int(offset)})"
             f" page USING (workflow_id)) p ON true ORDER BY p.created_at {order}, p.workflow_id {order}"
@@ -243,6 +245,26 @@ class TaskStore:
 def _session(row: asyncpg.Record) -> SessionSummary:
     return SessionSummary(row["session_id"], row["task_count"], row["first_task_at"], row["last_task_at"],
                           row["title"], row["meta_updated_at"])
+
+
+def _total_sql(filters: list[str], *, by_status: bool, by_session: bool) -> str:
+    """``SELECT … AS total``: every matching live task, without counting them one by one.
+
+    The tenant's per-status counters (``task_counts``) or the session's ``task_count`` give all
+    rows; the few rows past their lifetime whose tombstone is not indexed yet are counted from the
+    ``(tenant, active_at)`` index and taken off. A session and a status together count the
+    session's rows. ``$1`` is the tenant, ``$2`` the lifetime's cutoff.
+    """
+    extra = "".join(f" AND {f}" for f in filters)
+    expired = f"(SELECT count(*) FROM tasks WHERE tenant = $1 AND active_at <= $2{extra})"  # noqa: S608
+    if by_session and by_status:
+        return f"SELECT count(*) AS total FROM tasks WHERE tenant = $1 AND active_at > $2{extra}"  # noqa: S608
+    if by_session:
+        session = filters[-1]
+        stored = f"(SELECT coalesce(max(task_count), 0) FROM sessions WHERE tenant = $1 AND {session})"  # noqa: S608
+    else:
+        stored = f"(SELECT coalesce(sum(n), 0) FROM task_counts WHERE tenant = $1{extra})"  # noqa: S608
+    return f"SELECT {stored} - {expired} AS total"
 
 
 def _state(raw: bytes) -> TaskState | None:

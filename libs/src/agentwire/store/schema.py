@@ -103,6 +103,46 @@ CREATE TABLE session_meta_offsets (
     next_offset bigint NOT NULL
 );
     """,
+    # 3: per-tenant, per-status counters (lists' total_count without counting rows), kept by triggers;
+    # rows past their lifetime not yet tombstoned are found by (tenant, active_at) and taken off
+    """
+    CREATE TABLE task_counts (
+        tenant text NOT NULL,
+        status text NOT NULL,
+        n      bigint NOT NULL,
+        PRIMARY KEY (tenant, status)
+    );
+    CREATE INDEX tasks_by_tenant_age ON tasks (tenant, active_at);
+
+    -- statement-level: one aggregated change per statement, counter rows locked in one order
+    CREATE FUNCTION task_counts_apply() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP = 'INSERT' THEN
+            INSERT INTO task_counts AS c (tenant, status, n)
+            SELECT tenant, status, count(*) FROM came GROUP BY tenant, status ORDER BY tenant, status
+            ON CONFLICT (tenant, status) DO UPDATE SET n = c.n + EXCLUDED.n;
+        ELSIF TG_OP = 'DELETE' THEN
+            UPDATE task_counts AS c SET n = c.n - g.k
+            FROM (SELECT tenant, status, count(*) AS k FROM gone GROUP BY tenant, status ORDER BY tenant, status) g
+            WHERE c.tenant = g.tenant AND c.status = g.status;
+        ELSE
+            INSERT INTO task_counts AS c (tenant, status, n)
+            SELECT tenant, status, sum(d) FROM (
+                SELECT tenant, status, -1 AS d FROM gone
+                UNION ALL SELECT tenant, status, 1 AS d FROM came
+            ) changes GROUP BY tenant, status HAVING sum(d) <> 0 ORDER BY tenant, status
+            ON CONFLICT (tenant, status) DO UPDATE SET n = c.n + EXCLUDED.n;
+        END IF;
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER tasks_count_insert AFTER INSERT ON tasks REFERENCING NEW TABLE AS came
+        FOR EACH STATEMENT EXECUTE FUNCTION task_counts_apply();
+    CREATE TRIGGER tasks_count_update AFTER UPDATE ON tasks REFERENCING OLD TABLE AS gone NEW TABLE AS came
+        FOR EACH STATEMENT EXECUTE FUNCTION task_counts_apply();
+    CREATE TRIGGER tasks_count_delete AFTER DELETE ON tasks REFERENCING OLD TABLE AS gone
+        FOR EACH STATEMENT EXECUTE FUNCTION task_counts_apply();
+    INSERT INTO task_counts (tenant, status, n) SELECT tenant, status, count(*) FROM tasks GROUP BY tenant, status;
+    """,
 ]
 
 
