@@ -8,7 +8,7 @@ SERVICES := ingest edge runner processor gateway webui cli
 STAMP := $(VENV)/.installed
 PROJECTS := libs/pyproject.toml $(foreach s,$(SERVICES),services/$(s)/pyproject.toml)
 
-.PHONY: setup run test unit lint bench chaos kafka helm engine images system-deps clean
+.PHONY: setup run test unit lint bench chaos fuzz kafka helm engine images system-deps clean
 
 setup: $(STAMP) kafka helm
 
@@ -58,6 +58,9 @@ bench: setup
 
 chaos: setup
 	$(BIN)/python -m tests.chaos.run
+
+fuzz: setup
+	$(BIN)/python -m tests.fuzz.run
 
 # System packages for Debian-like machines (CI calls this before `make test`).
 system-deps:

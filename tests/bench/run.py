@@ -16,8 +16,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 # each a module of tests/bench with a main(); BENCH_SCRIPTS=edge,latency runs a subset
-SCRIPTS = os.environ.get("BENCH_SCRIPTS", "edge,latency,processor,state").split(",")
+SCRIPTS = os.environ.get("BENCH_SCRIPTS", "edge,latency,processor,state,ingest").split(",")
 TARGETS = {
+    "ingest_submissions_per_s": "≥ 3,000/s",
+    "ingest_submit_p99_ms": "≤ 20 ms",
     "late_join_10k_s_best": "≤ 1 s",
     "late_join_10k_s_first": "≤ 1 s",
     "clients_held": "≥ 10,000",

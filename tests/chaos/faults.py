@@ -1,8 +1,11 @@
-"""The faults: kill -9 and restart a service, stop and restart the broker, restart crashed services."""
+"""The faults: kill -9 and restart a service, kill ingest inside a submission (its fault hook),
+stop and restart the broker, restart crashed services."""
 
 from __future__ import annotations
 
 import asyncio
+import signal
+import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,6 +13,10 @@ from types import ModuleType
 from typing import Any
 
 from tests.support.stack import Service
+
+FAULT_POINT = "AGENTWIRE_INGEST__FAULT_POINT"
+FAULT_AFTER = "AGENTWIRE_INGEST__FAULT_AFTER"
+SUBMISSION_POINTS = ("before_send", "after_send", "after_ack", "after_store")
 
 
 @dataclass
@@ -41,6 +48,33 @@ class Faults:
         await asyncio.to_thread(service.wait_ready, 120.0)
         record["down_s"] = down_s
         record["ready_after_restart_s"] = round(time.monotonic() - killed_for, 1)
+        self._down.discard(name)
+        self.kills.append(record)
+
+    async def crash_inside_submission(self, name: str, point: str, *, nth: int = 1, timeout_s: float = 45.0) -> None:
+        """Restart ``name`` with ingest's fault hook armed (SIGKILL at ``point`` of its ``nth`` submission),
+        wait for the hook to fire, then start it again unarmed and wait until it is ready."""
+        service = self.services[name]
+        self._down.add(name)
+        record: dict[str, Any] = {"service": name, "fault_point": point, "at_s": self.at()}
+        await asyncio.to_thread(service.kill)
+        service.env.update({FAULT_POINT: point, FAULT_AFTER: str(nth)})
+        service.start()
+        assert service.process is not None
+        try:
+            code = await asyncio.to_thread(service.process.wait, timeout_s)
+        except subprocess.TimeoutExpired:
+            code = None
+            await asyncio.to_thread(service.kill)
+        record["hook_fired"] = code == -signal.SIGKILL
+        if not record["hook_fired"]:
+            record["log_tail"] = service.tail(15)
+        service.env.pop(FAULT_POINT)
+        service.env.pop(FAULT_AFTER)
+        restarted = time.monotonic()
+        service.start()
+        await asyncio.to_thread(service.wait_ready, 120.0)
+        record["ready_after_restart_s"] = round(time.monotonic() - restarted, 1)
         self._down.discard(name)
         self.kills.append(record)
 

@@ -4,15 +4,19 @@ Starts its own Kafka broker (deploy/kafka/broker.py, restartable on the same por
 dir), a processor, a runner, one ingest and two edges. Submits tasks at a steady rate to
 ingest; every task gets an SSE client (asyncio + httpx) that reads it from the start to
 ``done``, resuming with Last-Event-ID on the other edge after every drop. Meanwhile it kills
--9 runner, processor, edge1 and ingest in turn (each restarted a few seconds later) and stops
-the broker for 10 s. Then it checks that every client saw seq 1..N once, in order, ending with
-``done``, that every task is terminal at ingest, and tops the forced client disconnects up to
-1,000 by re-reading finished workflows with Last-Event-ID resumes.
+-9 runner, processor, edge1 and ingest in turn (each restarted a few seconds later), kills
+ingest inside a submission at each of its fault hook's points (before the send, after the send,
+after Kafka's ack), and stops the broker for 10 s. Then it checks that every client saw seq
+1..N once, in order, ending with ``done``, that every task is terminal at ingest, and tops the
+forced client disconnects up to 1,000 by re-reading finished workflows with Last-Event-ID resumes.
+
+Every phase runs under one overall deadline: what has not ended by then is reported (unended
+streams, non-terminal tasks, failed submissions, each with its workflow id) instead of waited for.
 
 Prints one JSON object on its last line and writes ``artifacts/chaos.md``. Knobs (env):
 CHAOS_TASKS [240] (at least; submission goes on until the faults are over), CHAOS_RATE [3/s],
 CHAOS_SPEED [0.3], CHAOS_DISCONNECTS [1000], CHAOS_FAULTS [1] (0: no faults, a smoke run),
-CHAOS_KEEP=1 keeps the work dir (logs).
+CHAOS_DEADLINE_S [900] (the whole run, broker start included), CHAOS_KEEP=1 keeps the work dir (logs).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from typing import Any
 import httpx
 
 from tests.chaos.client import Reader, Tally
-from tests.chaos.faults import Faults
+from tests.chaos.faults import SUBMISSION_POINTS, Faults
 from tests.support.broker import broker_script
 from tests.support.stack import ROOT, Stack
 
@@ -42,6 +46,9 @@ RATE = float(os.environ.get("CHAOS_RATE", "3"))
 SPEED = float(os.environ.get("CHAOS_SPEED", "0.3"))
 DISCONNECTS = int(os.environ.get("CHAOS_DISCONNECTS", "1000"))
 FAULTS = os.environ.get("CHAOS_FAULTS", "1") == "1"
+DEADLINE_S = float(os.environ.get("CHAOS_DEADLINE_S", "900"))
+STREAM_DEADLINE_S = 300.0  # one client reading one workflow to its end, resumes included
+SUBMIT_DEADLINE_S = 240.0  # one submission retried through ingest's and the broker's outages
 TERMINAL = {"TASK_STATUS_COMPLETED", "TASK_STATUS_FAILED", "TASK_STATUS_CANCELLED", "TASK_STATUS_TIMEOUT"}
 MODES = ["standard", "simple", "complex", "supervisor"]
 SERVICES = [("processor", "agentwire-processor"), ("runner", "agentwire-runner"), ("ingest", "agentwire-ingest"),
@@ -60,13 +67,16 @@ def url(stack: Stack, name: str) -> str:
 class Run:
     """One chaos run against a started stack."""
 
-    def __init__(self, stack: Stack, faults: Faults) -> None:
+    def __init__(self, stack: Stack, faults: Faults, deadline: float) -> None:
         self.stack = stack
+        self.deadline = deadline  # time.monotonic() by which every phase is over
         self.faults = faults
         self.ingest = url(stack, "ingest")
         self.edges = [url(stack, "edge1"), url(stack, "edge2")]
         self.tallies: list[Tally] = []
         self.submit_retries = 0
+        self.submit_failures: list[str] = []
+        self.deadline_hit: list[str] = []
         self.active = 0
         self.max_active = 0
         self.budget = [DISCONNECTS]
@@ -77,7 +87,7 @@ class Run:
         body = {"query": f"chaos task {i}: research AI trends", "mode": MODES[i % len(MODES)],
                 "context": {"speed": SPEED}}
         headers = {"Idempotency-Key": uuid.uuid4().hex}
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + SUBMIT_DEADLINE_S
         while True:
             try:
                 response = await http.post(f"{self.ingest}/api/v1/tasks", json=body, headers=headers)
@@ -87,12 +97,22 @@ class Run:
             except httpx.TransportError as exc:
                 error = repr(exc)
             if time.monotonic() > deadline:
-                raise RuntimeError(f"submit {i} failed for 120 s: {error}")
+                raise RuntimeError(f"submit {i} failed for {SUBMIT_DEADLINE_S:g} s: {error}")
             self.submit_retries += 1
             await asyncio.sleep(0.5)
 
+    def left(self) -> float:
+        return max(0.0, self.deadline - time.monotonic())
+
     async def client(self, control: httpx.AsyncClient, streams: httpx.AsyncClient, i: int) -> None:
-        workflow_id = await self.submit(control, i)
+        try:
+            workflow_id = await self.submit(control, i)
+        except RuntimeError as exc:
+            self.submit_failures.append(str(exc))
+            return
+        except asyncio.CancelledError:
+            self.submit_failures.append(f"submit {i} still retrying at the deadline")
+            raise
         tally = Tally(workflow_id)
         self.tallies.append(tally)
         self.active += 1
@@ -100,7 +120,11 @@ class Run:
         try:
             reader = Reader(streams, self.edges, tally, first_edge=i % 2, disconnect_p=0.12,
                             budget=self.budget, rng=random.Random(i))
-            await reader.run(deadline_s=300)
+            # A stream that never ends still sends keepalives: only a deadline around the whole read stops it.
+            async with asyncio.timeout(min(STREAM_DEADLINE_S, self.left())):
+                await reader.run(deadline_s=STREAM_DEADLINE_S)
+        except TimeoutError:
+            tally.errors.append(f"no done within the deadline; last seq {tally.last_seq}")
         finally:
             self.active -= 1
 
@@ -113,6 +137,11 @@ class Run:
             await self.faults.kill(name)
             log(f"{name} back: {self.faults.kills[-1]}")
             await asyncio.sleep(6)
+        for point in SUBMISSION_POINTS:
+            log(f"ingest armed to die at {point} of a submission")
+            await self.faults.crash_inside_submission("ingest", point)
+            log(f"ingest back: {self.faults.kills[-1]}")
+            await asyncio.sleep(4)
         log("stopping the broker for 10 s")
         await self.faults.broker_outage(10.0)
         log(f"broker back after {self.faults.broker_outage_s} s")
@@ -132,35 +161,46 @@ class Run:
                 clients.append(asyncio.create_task(self.client(control, streams, i)))
                 i += 1
                 await asyncio.sleep(max(0.0, began + i / RATE - time.monotonic()))
+                if not self.left():
+                    self.deadline_hit.append("submitting")
+                    break
             log(f"{i} tasks submitted; waiting for the streams to end")
-            await plan
-            results = await asyncio.gather(*clients, return_exceptions=True)
+            await asyncio.wait([plan, *clients], timeout=self.left())
+            for task, what in [(plan, "fault plan"), *((c, "streams") for c in clients)]:
+                if not task.done():
+                    if what not in self.deadline_hit:
+                        self.deadline_hit.append(what)
+                    task.cancel()
+            results = await asyncio.gather(plan, *clients, return_exceptions=True)
             for result in results:
-                if isinstance(result, BaseException):
+                if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
                     log(f"client failed: {result!r}")
             stop.set()
             await watchdog
 
-    async def statuses(self) -> Counter[str]:
+    async def statuses(self) -> dict[str, str]:
         """Final status of every task at ingest; waits up to 60 s for the terminal ones."""
-        final: dict[str, str] = {}
-        deadline = time.monotonic() + 60
-        async with httpx.AsyncClient(timeout=10) as http:
-            pending = [t.workflow_id for t in self.tallies]
+        pending = [t.workflow_id for t in self.tallies]
+        final = dict.fromkeys(pending, "unchecked")
+        deadline = min(time.monotonic() + 60, self.deadline)
+        limits = httpx.Limits(max_connections=50, max_keepalive_connections=50)
+        async with httpx.AsyncClient(timeout=10, limits=limits) as http:
             while pending and time.monotonic() < deadline:
                 replies = await asyncio.gather(*(http.get(f"{self.ingest}/api/v1/tasks/{w}") for w in pending),
                                                return_exceptions=True)
                 still = []
                 for workflow_id, reply in zip(pending, replies, strict=True):
-                    state = reply.json()["status"] if isinstance(reply, httpx.Response) and reply.status_code == 200 \
-                        else "unreachable"
+                    if isinstance(reply, httpx.Response):
+                        state = reply.json()["status"] if reply.status_code == 200 else f"HTTP {reply.status_code}"
+                    else:
+                        state = f"unreachable ({type(reply).__name__})"
                     final[workflow_id] = state
                     if state not in TERMINAL:
                         still.append(workflow_id)
                 pending = still
                 if pending:
                     await asyncio.sleep(0.5)
-        return Counter(final.values())
+        return final
 
     async def topup_disconnects(self) -> list[Tally]:
         """Re-read finished workflows with a forced disconnect every few frames until the budget is spent."""
@@ -182,15 +222,29 @@ class Run:
 
         async with httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=3.0), limits=limits) as http:
             k = 0
-            while self.budget[0] > 0:
+            while self.budget[0] > 0 and self.left() > 0:
                 batch = [one(http, done[(k + j) % len(done)], k + j) for j in range(50)]
                 k += 50
-                await asyncio.gather(*batch)
+                try:
+                    async with asyncio.timeout(self.left()):
+                        await asyncio.gather(*batch)
+                except TimeoutError:
+                    self.deadline_hit.append("disconnect top-up")
         return extra
 
 
-def summarise(run: Run, extra: list[Tally], statuses: Counter[str], started: float) -> dict[str, Any]:
+def summarise(run: Run, extra: list[Tally], final: dict[str, str], started: float) -> dict[str, Any]:
     tallies = run.tallies + extra
+    statuses = Counter(final.values())
+    unended = [{"workflow_id": t.workflow_id, "last_seq": t.last_seq, "status": final.get(t.workflow_id, "?")}
+               for t in tallies if not t.ended]
+    non_terminal = {w: s for w, s in final.items() if s not in TERMINAL}
+    for item in unended[:10]:
+        log(f"UNENDED stream {item}")
+    for workflow_id, state in list(non_terminal.items())[:10]:
+        log(f"NON-TERMINAL task {workflow_id}: {state}")
+    for failure in run.submit_failures[:10]:
+        log(f"SUBMIT FAILED {failure}")
     bad = [t for t in tallies if not t.ok()]
     dups = [d for t in tallies for d in t.dup_details]
     if dups:
@@ -208,10 +262,14 @@ def summarise(run: Run, extra: list[Tally], statuses: Counter[str], started: flo
         "events_checked": sum(len(t.seqs) for t in run.tallies),
         "lost": sum(t.gaps for t in tallies),
         "duplicated": sum(t.duplicated for t in tallies),
-        "unended_streams": sum(not t.ended for t in tallies),
+        "unended_streams": len(unended),
+        "unended": unended[:20],
         "bad_streams": len(bad),
         "timed_out": statuses.get("TASK_STATUS_TIMEOUT", 0),
-        "non_terminal": sum(n for s, n in statuses.items() if s not in TERMINAL),
+        "non_terminal": len(non_terminal),
+        "non_terminal_tasks": dict(list(non_terminal.items())[:20]),
+        "submit_failures": len(run.submit_failures),
+        "deadline_hit": run.deadline_hit,
         "statuses": dict(statuses),
         "kills": run.faults.kills,
         "crashes": run.faults.crashes,
@@ -256,13 +314,13 @@ def write_table(figures: dict[str, Any]) -> None:
 
 
 async def chaos(stack: Stack, faults: Faults, started: float) -> dict[str, Any]:
-    run = Run(stack, faults)
+    run = Run(stack, faults, started + DEADLINE_S)
     await run.main_phase()
     log("main phase over; checking statuses")
-    statuses = await run.statuses()
-    log(f"statuses {dict(statuses)}; topping up forced disconnects ({run.budget[0]} left)")
+    final = await run.statuses()
+    log(f"statuses {dict(Counter(final.values()))}; topping up forced disconnects ({run.budget[0]} left)")
     extra = await run.topup_disconnects()
-    return summarise(run, extra, statuses, started)
+    return summarise(run, extra, final, started)
 
 
 def main() -> int:
@@ -296,7 +354,9 @@ def main() -> int:
     figures["log_findings"] = findings
     write_table(figures)
     print(json.dumps(figures))
-    clean = all(figures[k] == 0 for k in ("lost", "duplicated", "unended_streams", "bad_streams", "non_terminal"))
+    clean = all(figures[k] == 0 for k in ("lost", "duplicated", "unended_streams", "bad_streams", "non_terminal",
+                                          "submit_failures")) and not figures["deadline_hit"]
+    clean = clean and all(k.get("hook_fired", True) for k in figures["kills"])
     return 0 if clean else 1
 
 

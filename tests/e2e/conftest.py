@@ -18,6 +18,7 @@ from tests.support.stack import Stack
 KEY_A = "ak-acme-0123456789"
 KEY_B = "ak-globex-0123456789"
 KEY_LIMITED = "ak-initech-0123456789"
+KEY_FUZZ = "ak-fuzz-0123456789"  # its own tenant and no practical rate limit: the fuzzer sends hundreds
 KEEPALIVE_S = 0.5
 
 
@@ -27,6 +28,7 @@ class AuthStack:
     key_a: str = KEY_A
     key_b: str = KEY_B
     key_limited: str = KEY_LIMITED
+    key_fuzz: str = KEY_FUZZ
 
 
 @pytest.fixture(scope="session")
@@ -40,6 +42,7 @@ def auth_stack(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterat
                     {"name": "acme-ci", "tenant": "acme", "sha256": hash_key(KEY_A)},
                     {"name": "globex-ci", "tenant": "globex", "sha256": hash_key(KEY_B)},
                     {"name": "initech", "tenant": "initech", "sha256": hash_key(KEY_LIMITED), "per_minute": 5},
+                    {"name": "fuzz", "tenant": "fuzz", "sha256": hash_key(KEY_FUZZ), "per_minute": 1_000_000},
                 ]
             }
         )

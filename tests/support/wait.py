@@ -12,15 +12,18 @@ T = TypeVar("T")
 POLL_S = 0.05
 
 
-def eventually(condition: Callable[[], T], timeout: float = 30.0, what: str = "condition") -> T:
-    """Return the first truthy value of ``condition()``; fail after ``timeout`` seconds."""
+def eventually(condition: Callable[[], T], timeout: float = 30.0, what: str | Callable[[], str] = "condition") -> T:
+    """Return the first truthy value of ``condition()``; fail after ``timeout`` seconds.
+
+    ``what`` names the condition in the failure; a callable is asked then (e.g. for the last state seen).
+    """
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met after {timeout}s")
+            raise AssertionError(f"{what() if callable(what) else what} not met after {timeout}s")
         time.sleep(POLL_S)
 
 

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 
 import aiohttp_cors
 from aiohttp import web
+from aiokafka.errors import KafkaError
 
 from agentwire.auth import Unauthorized
 from agentwire.service.metrics_http import http_metrics_middleware
@@ -90,6 +91,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return json_error(401, str(exc))
     except web.HTTPRequestEntityTooLarge:
         return json_error(413, "Request body too large")
+    except ConnectionResetError:  # the client left while its request was read: nobody to answer
+        log.info("%s %s: client left before its request was read", request.method, request.path)
+        return json_error(400, "connection lost")
+    except KafkaError as exc:  # the broker is unreachable or failing: nothing was accepted, retry later
+        log.warning("%s %s: Kafka unavailable: %r", request.method, request.path, exc)
+        return json_error(503, "Service temporarily unavailable (Kafka); retry later", {"Retry-After": "1"})
     except web.HTTPException as exc:
         if exc.status >= 400 and exc.content_type != "application/json":
             return json_error(exc.status, exc.reason, {k: v for k, v in exc.headers.items() if k == "Allow"})

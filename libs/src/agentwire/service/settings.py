@@ -86,6 +86,13 @@ class RateLimitSettings(BaseModel):
     per_minute: int = Field(60, ge=1)
 
 
+class IngestSettings(BaseModel):
+    # Fault injection for tests and `make chaos` (refused outside dev/test): the process kills
+    # itself with SIGKILL when its ``fault_after``-th submission reaches ``fault_point``.
+    fault_point: Literal["before_send", "after_send", "after_ack", "after_store"] | None = None
+    fault_after: int = Field(1, ge=1)
+
+
 class RunnerSettings(BaseModel):
     group_id: str = "agentwire-runner"
     default_speed: float = Field(1.0, gt=0)
@@ -146,6 +153,7 @@ class Settings(BaseSettings):
     streaming: StreamingSettings = Field(default_factory=StreamingSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
     runner: RunnerSettings = Field(default_factory=RunnerSettings)
     processor: ProcessorSettings = Field(default_factory=ProcessorSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)

@@ -184,6 +184,11 @@ class StateIndexer:
                 self._skipped.inc()
                 continue
             if record.value is None:
+                try:
+                    record.key.decode()
+                except UnicodeDecodeError:  # a poison tombstone: no workflow id has this key
+                    self._skipped.inc()
+                    continue
                 latest[record.key] = None
                 continue
             try:

@@ -12,9 +12,12 @@ import logging
 
 from agentwire.edge.frames import sse_frame, ws_message
 from agentwire.kafka import Record, position_id
+from agentwire.kafka.metrics import counter
 from agentwire.schema import DecodeError, Event, decode
 
 log = logging.getLogger(__name__)
+
+_undecodable = counter("agentwire_edge_undecodable_events_total", "Event records the edge skipped: not a valid event")
 
 
 class Delivery:
@@ -41,6 +44,7 @@ class Delivery:
             event = decode(Event, record.value)
         except DecodeError:
             log.warning("undecodable event at %d-%d", record.partition, record.offset)
+            _undecodable.inc()
             return None
         return cls(event, record.partition, record.offset, len(record.value or b""))
 

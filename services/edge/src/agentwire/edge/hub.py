@@ -195,7 +195,8 @@ class LiveHub:
             if record.offset < expected:
                 continue  # fetched before a re-seek; already dispatched
             expected = record.offset + 1
-            workflow_id = record.key.decode() if record.key else ""
+            # A key that is not UTF-8 (a poison record) names no workflow anyone follows.
+            workflow_id = record.key.decode(errors="replace") if record.key else ""
             if workflow_id not in self._subs and workflow_id not in cache:
                 continue
             item = Delivery.of(record)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from agentwire.kafka import parse_position_id
@@ -28,16 +29,26 @@ class Resume:
     after_seq: int = 0
 
 
+# What the OpenAPI document declares for Last-Event-ID and last_event_id (ASCII digits only:
+# str.isdigit() would also take "²", which int() then refuses).
+RESUME_REGEX = r"^[ \t]*([0-9]{1,18}|[0-9]{1,9}-[0-9]{1,18})?[ \t]*$"
+_RESUME = re.compile(RESUME_REGEX)
+
+
 def parse_resume(value: str | None) -> Resume:
     """Parse a Last-Event-ID: ``<partition>-<offset>``, a seq number, or empty."""
-    if value is None or value.strip() == "":
+    if value is None:
         return Resume()
-    value = value.strip()
-    if value.isdigit():
-        return Resume(after_seq=int(value))
-    position = parse_position_id(value)
-    if position is None:
+    match = _RESUME.fullmatch(value)
+    if match is None:
         raise ApiError(400, "malformed last_event_id: expected <partition>-<offset> or a sequence number")
+    point = match.group(1)
+    if not point:
+        return Resume()
+    if "-" not in point:
+        return Resume(after_seq=int(point))
+    position = parse_position_id(point)
+    assert position is not None  # the pattern admits only <digits>-<digits>
     return Resume(position=position)
 
 

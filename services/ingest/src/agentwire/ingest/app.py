@@ -11,8 +11,9 @@ from agentwire import webui
 from agentwire.auth import Authenticator
 from agentwire.ingest import interactive, session_routes
 from agentwire.ingest.chat import routes as chat
+from agentwire.ingest.faults import FaultHook
 from agentwire.ingest.interactions import Interactions
-from agentwire.ingest.keys import AUTH, CHAT_SLOTS, INTERACTIONS, LIMITER, SESSIONS, SETTINGS, TASKS
+from agentwire.ingest.keys import AUTH, CHAT_SLOTS, FAULT, INTERACTIONS, LIMITER, SESSIONS, SETTINGS, TASKS
 from agentwire.ingest.ratelimit import RateLimiter
 from agentwire.ingest.routes import routes
 from agentwire.ingest.sessions import SessionService
@@ -40,6 +41,7 @@ def setup(app: web.Application, settings: Settings) -> None:
     app[SETTINGS] = settings
     app[AUTH] = Authenticator.from_settings(settings)
     app[LIMITER] = RateLimiter(settings.rate_limits.per_minute)
+    app[FAULT] = FaultHook.from_settings(settings)
     app.add_routes(routes)
     app.add_routes(interactive.routes)
     app.add_routes(chat.routes)
@@ -60,7 +62,12 @@ async def _kafka(app: web.Application) -> AsyncIterator[None]:
     await producer.start()
     await log.start()
     app[TASKS] = TaskService(
-        producer, app[STORE].tasks, log, settings.kafka.topics, lookup_timeout=settings.http.read_your_writes_timeout_s
+        producer,
+        app[STORE].tasks,
+        log,
+        settings.kafka.topics,
+        lookup_timeout=settings.http.read_your_writes_timeout_s,
+        fault=app[FAULT],
     )
     app[INTERACTIONS] = Interactions(app[TASKS])
     app[SESSIONS] = SessionService(app[TASKS], app[STORE].tasks, producer, settings.kafka.topics,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from pydantic.json_schema import models_json_schema
 
 from agentwire.ingest.chat.models import ChatCompletionRequest
@@ -17,12 +17,13 @@ from agentwire.ingest.requests import ApprovalDecisionBody, ControlBody, SubmitT
 from agentwire.schema import TaskStatus
 
 REF = "#/components/schemas/{model}"
+ID_REGEX = r"^[A-Za-z0-9:_\-.]{1,128}$"  # CONTRACT.md: ids in paths and workflow_id
 
 
 class StreamTokenRequest(BaseModel):
     """Body of POST /api/v1/stream/token."""
 
-    workflow_id: str
+    workflow_id: str = Field(min_length=1, max_length=128, pattern=ID_REGEX)
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -102,18 +103,59 @@ def _query(name: str, schema: dict[str, Any], description: str = "", required: b
     return {"name": name, "in": "query", "required": required, "schema": schema, "description": description}
 
 
-TASK_ID = {"name": "task_id", "in": "path", "required": True,
-           "schema": {"type": "string", "pattern": r"^[A-Za-z0-9:_\-.]{1,128}$"}}
+ID = {"type": "string", "minLength": 1, "maxLength": 128, "pattern": ID_REGEX}
+TASK_ID = {"name": "task_id", "in": "path", "required": True, "schema": ID}
+# The list filter takes a status by its full name or its short name (either case).
+STATUS_NAMES = sorted({name for s in TaskStatus for short in [s.value.removeprefix("TASK_STATUS_")]
+                       for name in (s.value, short, short.lower())})
+MAX_OFFSET = 10**9
+# Mirrors agentwire.edge.resume.RESUME_REGEX (ingest does not import the edge).
+# (a session stream's cursor is several <partition>-<offset> pairs joined by ".")
+RESUME = {"type": "string",
+          "pattern": r"^[ \t]*([0-9]{1,18}|[0-9]{1,9}-[0-9]{1,18}(\.[0-9]{1,9}-[0-9]{1,18})*)?[ \t]*$"}
 STREAM_PARAMS = [
-    _query("workflow_id", STR, "the workflow to stream (this or session_id is required)"),
+    _query("workflow_id", ID, "the workflow to stream (this or session_id is required)"),
     _query("session_id", STR, "stream every workflow of the session instead; ids are then session cursors"),
     _query("types", STR, "comma-separated event types (SSE names accepted as aliases)"),
-    _query("last_event_id", STR, "resume after this <partition>-<offset> id or seq number"),
+    _query("last_event_id", RESUME, "resume after this <partition>-<offset> id or seq number"),
     _query("api_key", STR, "API key (stream routes only)"),
     _query("token", STR, "stream token from POST /api/v1/stream/token, or an API key"),
-    {"name": "Last-Event-ID", "in": "header", "required": False, "schema": STR},
+    {"name": "Last-Event-ID", "in": "header", "required": False, "schema": RESUME,
+     "description": "resume point; wins over last_event_id"},
 ]
+# Each SSE event as a client parses it: `done` carries [DONE], every other event one JSON object.
+SSE_EVENT = {
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {"event": STR, "id": STR, "retry": INT, "data": STR},
+    "if": {"properties": {"event": {"const": "done"}}},
+    "then": {"properties": {"data": {"const": "[DONE]"}}},
+    "else": {"properties": {"data": {"contentMediaType": "application/json",
+                                     "contentSchema": {"type": "object", "required": ["workflow_id"]}}}},
+}
 LIMITED = {"description": "Rate limited per API key; answers carry X-RateLimit-* headers."}
+
+
+def _task_links(id_field: str) -> dict[str, Any]:
+    """What a client can do next with a task it just submitted (schemathesis follows these).
+
+    The stream route is left out: a live task's stream lasts as long as the task.
+    """
+    task_id = {"task_id": f"$response.body#/{id_field}"}
+    workflow_id = {"workflow_id": f"$response.body#/{id_field}"}
+    return {
+        "GetTask": {"operationId": "getTask", "parameters": task_id},
+        "GetTaskEvents": {"operationId": "getTaskEvents", "parameters": task_id},
+        "GetControlState": {"operationId": "getControlState", "parameters": task_id},
+        "PauseTask": {"operationId": "pauseTask", "parameters": task_id},
+        "ResumeTask": {"operationId": "resumeTask", "parameters": task_id},
+        "CancelTask": {"operationId": "cancelTask", "parameters": task_id},
+        "StreamToken": {"operationId": "streamToken", "requestBody": workflow_id},
+    }
+
+
+def _linked(response: dict[str, Any], id_field: str) -> dict[str, Any]:
+    return {**response, "links": _task_links(id_field)}
 
 
 def _body(name: str, required: bool = True) -> dict[str, Any]:
@@ -121,7 +163,9 @@ def _body(name: str, required: bool = True) -> dict[str, Any]:
 
 
 def _paths() -> dict[str, Any]:
-    idem = {"name": "Idempotency-Key", "in": "header", "required": False, "schema": STR}
+    idem = {"name": "Idempotency-Key", "in": "header", "required": False,
+            "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+            "description": "the same key, tenant and body within 24 h answers the first response again"}
 
     def ctrl(verb: str, conflict: bool) -> dict[str, Any]:
         errors = (400, 401, 404, 409, 429) if conflict else (400, 401, 404, 429)
@@ -135,19 +179,21 @@ def _paths() -> dict[str, Any]:
         "/api/v1/tasks": {
             "post": {"operationId": "submitTask", "summary": f"Submit a task. {LIMITED['description']}",
                      "parameters": [idem], "requestBody": _body("SubmitTask"),
-                     "responses": {"200": _json("SubmitResponse", "Submitted"), **_errors(400, 401, 413, 422, 429)}},
+                     "responses": {"200": _linked(_json("SubmitResponse", "Submitted"), "task_id"),
+                                   **_errors(400, 401, 413, 422, 429)}},
             "get": {"operationId": "listTasks", "summary": f"List own tasks, newest first. {LIMITED['description']}",
                     "parameters": [
                         _query("limit", {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}),
-                        _query("offset", {"type": "integer", "minimum": 0, "default": 0}),
-                        _query("status", STR, "a task status name"), _query("session_id", STR),
+                        _query("offset", {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0}),
+                        _query("status", {"type": "string", "enum": STATUS_NAMES}, "a task status name"),
+                        _query("session_id", STR),
                         _query("cursor", STR, "next_cursor of the previous page (instead of offset)")],
                     "responses": {"200": _json("TaskList", "Tasks"), **_errors(400, 401, 429)}},
         },
         "/api/v1/tasks/stream": {
             "post": {"operationId": "submitAndStream", "summary": "Submit and get a stream URL (rate limited)",
                      "parameters": [idem], "requestBody": _body("SubmitTask"),
-                     "responses": {"201": _json("SubmitAndStreamResponse", "Submitted"),
+                     "responses": {"201": _linked(_json("SubmitAndStreamResponse", "Submitted"), "workflow_id"),
                                    **_errors(400, 401, 413, 422, 429)}},
         },
         "/api/v1/tasks/{task_id}": {"parameters": [TASK_ID], "get": {
@@ -156,7 +202,8 @@ def _paths() -> dict[str, Any]:
         "/api/v1/tasks/{task_id}/events": {"parameters": [TASK_ID], "get": {
             "operationId": "getTaskEvents", "summary": "Event history without LLM_PARTIAL and LLM_PROMPT",
             "parameters": [_query("limit", {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}),
-                           _query("offset", {"type": "integer", "minimum": 0, "default": 0})],
+                           _query("offset", {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET,
+                                              "default": 0})],
             "responses": {"200": _json("EventPage", "Events in seq order"), **_errors(400, 401, 404)}}},
         "/api/v1/tasks/{task_id}/cancel": ctrl("cancel", conflict=False),
         "/api/v1/tasks/{task_id}/pause": ctrl("pause", conflict=True),
@@ -167,10 +214,12 @@ def _paths() -> dict[str, Any]:
         "/api/v1/stream/sse": {"get": {
             "operationId": "streamSse", "summary": "Server-Sent Events: history, then live, until STREAM_END",
             "parameters": STREAM_PARAMS,
-            "responses": {"200": {"description": "text/event-stream",
-                                  "content": {"text/event-stream": {"schema": STR}}}, **_errors(400, 401)}}},
+            "responses": {"200": {"description": "text/event-stream; each event's data is one JSON object "
+                                                 "(the `done` event's is [DONE])",
+                                  "content": {"text/event-stream": {"schema": SSE_EVENT}}}, **_errors(400, 401)}}},
         "/api/v1/stream/ws": {"get": {
             "operationId": "streamWs", "summary": "WebSocket: one Event JSON per text frame; close 1000 at the end",
+            "description": "A WebSocket handshake (RFC 6455); a request that is not one answers 400.",
             "parameters": STREAM_PARAMS,
             "responses": {"101": {"description": "Switching protocols"}, **_errors(400, 401)}}},
         "/api/v1/stream/token": {"post": {

@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from agentwire.ingest.keys import TASKS
-from agentwire.ingest.openapi import openapi_document
+from agentwire.ingest.openapi import MAX_OFFSET, STATUS_NAMES, openapi_document
 from agentwire.ingest.render import control_state, task_status, task_summary
 from agentwire.ingest.requests import ControlBody, SubmitTask
 from agentwire.ingest.tasks import IdempotencyConflict
@@ -75,7 +75,7 @@ async def list_tasks(request: web.Request) -> web.Response:
     principal, limits = _limited(request)
     query = request.query
     limit = _int_param(query.get("limit"), "limit", default=20, low=1, high=100)
-    offset = _int_param(query.get("offset"), "offset", default=0, low=0, high=10**9)
+    offset = _int_param(query.get("offset"), "offset", default=0, low=0, high=MAX_OFFSET)
     status = _status_param(query.get("status"))
     session_id = query.get("session_id") or None
     cursor = query.get("cursor") or None
@@ -103,7 +103,7 @@ async def get_task(request: web.Request) -> web.Response:
 async def get_task_events(request: web.Request) -> web.Response:
     _, state = await _own_task(request)
     limit = _int_param(request.query.get("limit"), "limit", default=50, low=1, high=200)
-    offset = _int_param(request.query.get("offset"), "offset", default=0, low=0, high=10**9)
+    offset = _int_param(request.query.get("offset"), "offset", default=0, low=0, high=MAX_OFFSET)
     events = await request.app[TASKS].history(state)
     visible = [e for e in events if e["type"] not in HIDDEN_IN_HISTORY]
     page = visible[offset : offset + limit]
@@ -161,12 +161,10 @@ async def openapi(_: web.Request) -> web.Response:
 
 
 def _status_param(raw: str | None) -> TaskStatus | None:
+    """A status by the names the document lists: ``TASK_STATUS_COMPLETED``, ``COMPLETED``, ``completed``."""
     if not raw:
         return None
+    if raw not in STATUS_NAMES:
+        raise ApiError(400, f"unknown status {raw!r}")
     name = raw.upper()
-    if not name.startswith("TASK_STATUS_"):
-        name = f"TASK_STATUS_{name}"
-    try:
-        return TaskStatus(name)
-    except ValueError:
-        raise ApiError(400, f"unknown status {raw!r}") from None
+    return TaskStatus(name if name.startswith("TASK_STATUS_") else f"TASK_STATUS_{name}")

@@ -12,9 +12,11 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from agentwire.ingest.faults import FaultHook
 from agentwire.ingest.requests import SubmitTask
 from agentwire.kafka import Record, position_id
 from agentwire.kafka.history import EventLog
+from agentwire.kafka.metrics import counter
 from agentwire.schema import (
     Approval,
     ApprovalDecision,
@@ -47,12 +49,18 @@ class TaskService:
         topics: Topics,
         *,
         lookup_timeout: float,
+        fault: FaultHook | None = None,
     ) -> None:
         self._producer = producer
         self._store = store
         self._log = log
         self._topics = topics
         self._lookup_timeout = lookup_timeout
+        self._fault = fault or FaultHook(None)
+        self._resent = counter(
+            "agentwire_ingest_submissions_resent_total",
+            "TaskSubmitted commands sent again for an idempotent replay of a still-queued task",
+        )
 
     async def find(self, workflow_id: str, tenant: str) -> TaskState | None:
         """The task if it exists and belongs to ``tenant`` (else None, identically)."""
@@ -64,7 +72,13 @@ class TaskService:
     async def submit(
         self, body: SubmitTask, tenant: str, idempotency_key: str | None
     ) -> tuple[TaskState, bool]:
-        """Queue a task; returns its state and whether it was an idempotent replay."""
+        """Queue a task; returns its state and whether it was an idempotent replay.
+
+        A submission is one Kafka record, the TaskSubmitted command on the tasks topic: the
+        processor admits it and publishes the task's first state (QUEUED) to the task-state
+        topic, which the store indexes. So a crash at any point either loses the whole
+        submission (the client had no answer and retries) or keeps all of it.
+        """
         request_hash = _request_hash(body)
         if idempotency_key:
             workflow_id = _idempotent_id(tenant, idempotency_key)
@@ -72,6 +86,8 @@ class TaskService:
             if existing is not None:
                 if existing.tenant != tenant or existing.task.request_hash != request_hash:
                     raise IdempotencyConflict("Idempotency-Key was already used with a different request")
+                if existing.status == TaskStatus.QUEUED:
+                    await self._resend(existing)
                 return existing, True
         else:
             workflow_id = f"task-{uuid.uuid4().hex}"
@@ -87,13 +103,29 @@ class TaskService:
             provider_override=body.provider_override,
             request_hash=request_hash,
         )
+        self._fault.reached("before_send")
+        delivery = await self._producer.send(self._topics.tasks, encode(task), key=workflow_id.encode())
+        self._fault.reached("after_send")
+        await delivery
+        self._fault.reached("after_ack")
         state = TaskState(task=task, status=TaskStatus.QUEUED, updated_at=task.created_at)
-        key = workflow_id.encode()
-        record = encode(state)
-        await self._producer.send_and_wait(self._topics.task_state, record, key=key)
-        await self._producer.send_and_wait(self._topics.tasks, encode(task), key=key)
-        await self._store.put_submitted(state, record)
+        # The store row is a copy of what the views derive, put there at once so every pod sees the
+        # task before this returns; a crash before it only delays that until the processor admits.
+        await self._store.put_submitted(state, encode(state))
+        self._fault.reached("after_store")
         return state, False
+
+    async def _resend(self, state: TaskState) -> None:
+        """Send a still-queued task's command again: replays repair a submission whose command is missing.
+
+        A QUEUED state whose command never reached the tasks topic (written by a version of
+        ingest that wrote the state and the command separately and crashed in between) would
+        otherwise wait forever. A duplicate command is harmless: the processor admits a task
+        once, and the runner ignores a task it is already playing (a late replay's events are
+        dropped by the processor as already seen).
+        """
+        await self._producer.send_and_wait(self._topics.tasks, encode(state.task), key=state.workflow_id.encode())
+        self._resent.inc()
 
     async def approval(self, state: TaskState, approval_id: str) -> tuple[TaskState, Approval | None]:
         """The task's freshest state and the approval in it.
