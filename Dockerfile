@@ -18,14 +18,15 @@ WORKDIR /src
 # Third-party dependencies first (exact pins, transitives from constraints.txt): this layer is rebuilt only
 # when the pins change, not on every source edit.
 COPY constraints.txt ./
-COPY requirements/runtime.txt requirements/
-RUN pip install -c constraints.txt -r requirements/runtime.txt
+COPY requirements/runtime.txt requirements/build.txt requirements/
+RUN pip install -c constraints.txt -r requirements/build.txt -r requirements/runtime.txt
 # Every service goes into the one venv: the five images differ only in their entry point, so they share
-# every layer (one build, one copy on disk, one pull).
+# every layer (one build, one copy on disk, one pull). Built with the setuptools installed above rather than
+# in an isolated build environment per package, which would fetch setuptools seven times on every edit.
 COPY libs/ libs/
 COPY services/ services/
-RUN pip install -c constraints.txt -r requirements/runtime.txt ./libs ./services/webui ./services/ingest \
-      ./services/edge ./services/runner ./services/processor ./services/gateway \
+RUN pip install --no-build-isolation --no-deps ./libs ./services/webui ./services/ingest ./services/edge \
+      ./services/runner ./services/processor ./services/gateway \
  && pip check
 
 FROM ${BASE_IMAGE} AS runtime

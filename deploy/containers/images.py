@@ -138,7 +138,7 @@ def service_inputs() -> list[Path]:
                             capture_output=True, text=True, check=True).stdout.split()
     files = [ROOT / name for name in listed if (ROOT / name).is_file()]
     return files + [ROOT / "Dockerfile", ROOT / ".dockerignore", ROOT / "constraints.txt",
-                    ROOT / "requirements" / "runtime.txt"]
+                    ROOT / "requirements" / "runtime.txt", ROOT / "requirements" / "build.txt"]
 
 
 def kafka_context() -> Path:
