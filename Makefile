@@ -8,7 +8,7 @@ SERVICES := ingest edge runner processor gateway webui cli
 STAMP := $(VENV)/.installed
 PROJECTS := libs/pyproject.toml $(foreach s,$(SERVICES),services/$(s)/pyproject.toml)
 
-.PHONY: setup run test unit lint bench chaos fuzz kafka helm engine images system-deps clean
+.PHONY: setup run test unit lint bench chaos fuzz kafka helm engine images k8s-tools k8s k8s-test system-deps clean
 
 setup: $(STAMP) kafka helm
 
@@ -23,7 +23,18 @@ kafka:
 	$(PYTHON) deploy/kafka/broker.py fetch
 
 helm:
-	bash deploy/helm/fetch_helm.sh
+	bash deploy/k8s/build.sh helm
+
+# A real Kubernetes control plane on loopback (docs/kubernetes.md): etcd, kube-apiserver,
+# kube-controller-manager, kube-scheduler and kwok fake nodes, built once from deploy/k8s/go.mod.
+k8s-tools:
+	nice -n 10 bash deploy/k8s/build.sh
+
+k8s: k8s-tools
+	$(PYTHON) deploy/k8s/controlplane.py run
+
+k8s-test: setup k8s-tools
+	$(BIN)/python -m pytest tests/k8s
 
 run: setup
 	@echo ""
@@ -67,7 +78,7 @@ system-deps:
 	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	$$SUDO apt-get update -qq && \
 	$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-		openjdk-17-jre-headless maven python3-venv curl prometheus chromium postgresql \
+		openjdk-17-jre-headless maven python3-venv curl openssl prometheus chromium postgresql \
 		podman crun netavark aardvark-dns iptables debootstrap
 
 clean:

@@ -1,10 +1,12 @@
 """The helm chart (helm/agentwire): lint, render, validate offline against the Kubernetes schemas.
 
-Needs the helm binary at <repo>/.cache/bin/helm (`deploy/helm/fetch_helm.sh` builds it from source);
-a missing helm is a failure, not a skip. Rendered manifests are validated with kubernetes-validate
+Needs the helm binary at <repo>/.cache/k8s/bin/helm (`deploy/k8s/build.sh helm` builds it from the pinned
+wrapper module deploy/k8s/go.mod); a missing helm is a failure, not a skip. Rendered manifests are validated with kubernetes-validate
 (requirements/chart.txt) against the oldest Kubernetes the chart supports and the newest it knows.
 The Prometheus Operator kinds (ServiceMonitor, PrometheusRule) have no built-in schema: their shape
-is checked by hand below.
+is checked by hand below (and against the real CRDs by tests/k8s). They render only where the cluster
+serves them, so offline renderings declare the API versions as a cluster with the operator would.
+tests/k8s installs the chart on a real API server.
 """
 
 from __future__ import annotations
@@ -27,12 +29,14 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from agentwire.kafka.admin import topic_configs
+from agentwire.processor.app import Processor
 from agentwire.service.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "agentwire"
-HELM = REPO / ".cache" / "bin" / "helm"
-FETCH_SCRIPT = REPO / "deploy" / "helm" / "fetch_helm.sh"
+HELM = REPO / ".cache" / "k8s" / "bin" / "helm"
+PINS = REPO / "deploy" / "k8s" / "go.mod"
 DASHBOARDS = REPO / "deploy" / "grafana"
 ALERTS = REPO / "deploy" / "prometheus" / "alerts.yml"
 
@@ -41,6 +45,8 @@ NAMESPACE = "agentwire-test"
 BOOTSTRAP = "kafka-0.kafka:9092,kafka-1.kafka:9092,kafka-2.kafka:9092"
 KUBE_VERSIONS = ("1.25", "1.37")  # Chart.yaml kubeVersion floor, and the newest kubernetes-validate knows
 CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
+OPERATOR_API_VERSIONS = ("--api-versions", "monitoring.coreos.com/v1/ServiceMonitor",
+                         "--api-versions", "monitoring.coreos.com/v1/PrometheusRule")
 COMPONENTS = ("ingest", "edge", "runner", "processor")
 SSE_ANNOTATIONS = {
     "nginx.ingress.kubernetes.io/proxy-buffering": "off",
@@ -72,8 +78,8 @@ CASES: dict[str, dict[str, Any]] = {
 def helm(*args: str | Path, check: bool = True) -> subprocess.CompletedProcess[str]:
     if not HELM.is_file():
         pytest.fail(
-            f"helm is missing at {HELM}: run `bash deploy/helm/fetch_helm.sh` (the Makefile's `helm` target) "
-            "to build it with `go install` through the Go module proxy",
+            f"helm is missing at {HELM}: run `bash deploy/k8s/build.sh helm` (the Makefile's `helm` target) "
+            "to build it with `go build` through the Go module proxy",
             pytrace=False,
         )
     proc = subprocess.run([str(HELM), *map(str, args)], capture_output=True, text=True, timeout=120, check=False)
@@ -99,8 +105,10 @@ def value_args(case: str, tmp_dir: Path, *, bootstrap: str | None = BOOTSTRAP) -
     return args
 
 
-def render(case: str, tmp_dir: Path, *extra: str) -> list[dict[str, Any]]:
-    proc = helm("template", RELEASE, CHART, "--namespace", NAMESPACE, *value_args(case, tmp_dir), *extra)
+def render(case: str, tmp_dir: Path, *extra: str, operator: bool = True) -> list[dict[str, Any]]:
+    """`helm template`; ``operator``: as on a cluster that serves the Prometheus Operator CRDs."""
+    crds = OPERATOR_API_VERSIONS if operator else ()
+    proc = helm("template", RELEASE, CHART, "--namespace", NAMESPACE, *value_args(case, tmp_dir), *crds, *extra)
     return [doc for doc in yaml.safe_load_all(proc.stdout) if doc]
 
 
@@ -149,8 +157,8 @@ def matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
 
 
 def test_helm_is_the_pinned_version() -> None:
-    pinned = re.search(r'HELM_VERSION="\$\{HELM_VERSION:-(v[0-9.]+)\}"', FETCH_SCRIPT.read_text())
-    assert pinned, "deploy/helm/fetch_helm.sh must pin HELM_VERSION"
+    pinned = re.search(r"^\s*helm\.sh/helm/v3 (v[0-9.]+)", PINS.read_text(), re.M)
+    assert pinned, "deploy/k8s/go.mod must pin helm.sh/helm/v3"
     assert helm("version", "--template", "{{.Version}}").stdout.strip() == pinned.group(1)
 
 
@@ -435,6 +443,12 @@ def test_monitoring_resources_follow_their_switches(manifests: list[dict[str, An
     assert bool(of_kind(manifests, "PrometheusRule")) is enabled
 
 
+def test_monitoring_resources_need_the_operator_crds(tmp_path: Path) -> None:
+    docs = render("production", tmp_path, operator=False)
+    assert not of_kind(docs, "ServiceMonitor") and not of_kind(docs, "PrometheusRule")
+    assert len(of_kind(docs, "Deployment")) == len(COMPONENTS), "the rest of the release is unaffected"
+
+
 def test_service_monitors(tmp_path: Path) -> None:
     docs = render("everything", tmp_path)
     services = of_kind(docs, "Service")
@@ -494,6 +508,39 @@ def test_production_values(tmp_path: Path) -> None:
         assert resources["requests"]["cpu"] and resources["limits"]["memory"]
     env = env_of(deps["runner"]["spec"]["template"]["spec"]["containers"][0])
     assert int(env["AGENTWIRE_KAFKA__REPLICATION_FACTOR"]) >= 3
+
+
+def test_strimzi_topics_are_the_topics_the_services_use(tmp_path: Path) -> None:
+    strimzi = CHART / "values-strimzi.yaml"
+    proc = helm("template", RELEASE, CHART, "-n", NAMESPACE, "-f", CHART / "values-production.yaml", "-f", strimzi)
+    docs = [d for d in yaml.safe_load_all(proc.stdout) if d]
+    topics = {t["spec"]["topicName"]: t for t in of_kind(docs, "KafkaTopic")}
+    kafka = yaml.safe_load(strimzi.read_text())["kafka"]
+    settings = Settings(kafka={"bootstrap_servers": kafka["bootstrapServers"], "partitions": kafka["partitions"],
+                               "replication_factor": kafka["replicationFactor"],
+                               "retention_hours": kafka["retentionHours"]})
+    expected = topic_configs(settings.kafka)
+    processor = Processor(settings)  # the faust tables' changelogs (nothing connects before start)
+    for table in (processor.rows_table, processor.tasks_table):
+        assert table.changelog_topic.partitions == kafka["partitions"]
+        expected[table.changelog_topic_name] = {"cleanup.policy": "compact"}
+    assert set(topics) == set(expected)
+    for name, topic in topics.items():
+        assert topic["apiVersion"] == "kafka.strimzi.io/v1beta2"
+        assert topic["metadata"]["namespace"] == kafka["strimziTopics"]["namespace"]
+        assert topic["metadata"]["labels"]["strimzi.io/cluster"] == kafka["strimziTopics"]["cluster"]
+        assert re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", topic["metadata"]["name"])
+        spec = topic["spec"]
+        assert (spec["partitions"], spec["replicas"]) == (kafka["partitions"], kafka["replicationFactor"])
+        assert spec["config"] == expected[name], name
+    env = env_of(deployments(docs)["runner"]["spec"]["template"]["spec"]["containers"][0])
+    assert env["AGENTWIRE_KAFKA__BOOTSTRAP_SERVERS"] == kafka["bootstrapServers"]
+
+
+def test_strimzi_topics_need_the_cluster_name(tmp_path: Path) -> None:
+    proc = helm("template", RELEASE, CHART, *value_args("default", tmp_path),
+                "--set", "kafka.strimziTopics.enabled=true", check=False)
+    assert proc.returncode != 0 and "kafka.strimziTopics.cluster" in proc.stderr
 
 
 def test_existing_secrets_replace_the_generated_ones(tmp_path: Path) -> None:

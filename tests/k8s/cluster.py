@@ -1,0 +1,141 @@
+"""The chart on a real API server: the control plane fixture's helpers (helm, kubectl, readiness).
+
+The plane comes from deploy/k8s/controlplane.py (etcd, kube-apiserver, kube-controller-manager,
+kube-scheduler, kwok nodes); tests drive it with the pinned helm and kubectl it was built with.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import subprocess
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.support.wait import eventually
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "helm" / "agentwire"
+PRODUCTION = CHART / "values-production.yaml"
+PINS = REPO / "deploy" / "k8s" / "go.mod"
+BOOTSTRAP = "kafka-0.kafka:9092,kafka-1.kafka:9092,kafka-2.kafka:9092"
+COMPONENTS = ("ingest", "edge", "runner", "processor")
+INSTANCE = "app.kubernetes.io/instance"
+COMPONENT = "app.kubernetes.io/component"
+READY_S = 120.0
+
+
+def controlplane_script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("agentwire_controlplane", REPO / "deploy" / "k8s" / "controlplane.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class Cluster:
+    """helm and kubectl against one running control plane (``plane``: a controlplane.ControlPlane)."""
+
+    def __init__(self, plane: Any) -> None:
+        self.plane = plane
+
+    # --- raw tools -------------------------------------------------------------------------------
+
+    def helm(self, *args: str | Path, check: bool = True, timeout: float = 300.0) -> subprocess.CompletedProcess[str]:
+        cmd = [str(self.plane.tool("helm")), "--kubeconfig", str(self.plane.kubeconfig), *map(str, args)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+        if check and proc.returncode != 0:
+            pytest.fail(f"helm {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}",
+                        pytrace=False)
+        return proc
+
+    def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.plane.kubectl(*args, stdin=stdin, check=check)  # type: ignore[no-any-return]
+
+    def get(self, *args: str) -> dict[str, Any]:
+        return self.plane.get(*args)  # type: ignore[no-any-return]
+
+    def items(self, kind: str, namespace: str, *selector: str) -> list[dict[str, Any]]:
+        return list(self.get(kind, "-n", namespace, *selector)["items"])
+
+    # --- releases --------------------------------------------------------------------------------
+
+    def namespace(self, name: str) -> str:
+        """A fresh namespace that enforces the `restricted` Pod Security Standard, as hardened clusters do."""
+        manifest = {
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": name, "labels": {"pod-security.kubernetes.io/enforce": "restricted",
+                                                  "pod-security.kubernetes.io/enforce-version": "latest"}},
+        }
+        self.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(manifest))
+        # The controller-manager gives every namespace its default ServiceAccount (the test hook pod's).
+        eventually(lambda: self.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode == 0,
+                   timeout=READY_S, what=f"ServiceAccount default in {name}")
+        return name
+
+    def install(self, release: str, namespace: str, *values: str | Path, command: str = "install",
+                check: bool = True) -> subprocess.CompletedProcess[str]:
+        """`helm install|upgrade RELEASE CHART --wait`; ``values``: files (Path) or --set expressions (str)."""
+        args: list[str | Path] = [command, release, CHART, "-n", namespace, "--wait", "--timeout", "180s",
+                                  "--set", f"kafka.bootstrapServers={BOOTSTRAP.replace(',', chr(92) + ',')}"]
+        for value in values:
+            args += ["-f", value] if isinstance(value, Path) else ["--set", value]
+        return self.helm(*args, check=check)
+
+    # --- state -----------------------------------------------------------------------------------
+
+    def deployments(self, namespace: str, release: str) -> dict[str, dict[str, Any]]:
+        items = self.items("deployments", namespace, "-l", f"{INSTANCE}={release}")
+        return {d["metadata"]["labels"][COMPONENT]: d for d in items}
+
+    def rolled_out(self, namespace: str, release: str) -> dict[str, dict[str, Any]] | None:
+        """The release's Deployments once each has all its desired replicas updated and Ready, else None."""
+        deps = self.deployments(namespace, release)
+        for dep in deps.values():
+            want, status = dep["spec"]["replicas"], dep["status"]
+            if (status.get("observedGeneration") != dep["metadata"]["generation"]
+                    or status.get("updatedReplicas") != want or status.get("readyReplicas") != want
+                    or status.get("replicas") != want):
+                return None
+        return deps if sorted(deps) == sorted(COMPONENTS) else None
+
+    def await_rolled_out(self, namespace: str, release: str) -> dict[str, dict[str, Any]]:
+        return eventually(lambda: self.rolled_out(namespace, release), timeout=READY_S,
+                          what=f"every Deployment of {release} rolled out")
+
+    def pods(self, namespace: str, release: str, component: str) -> list[dict[str, Any]]:
+        pods = self.items("pods", namespace, "-l", f"{INSTANCE}={release},{COMPONENT}={component}")
+        return [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+
+    def endpoints(self, namespace: str, service: str) -> list[dict[str, Any]]:
+        """Ready endpoints of a Service, from its EndpointSlices."""
+        slices = self.items("endpointslices", namespace, "-l", f"kubernetes.io/service-name={service}")
+        return [e for s in slices for e in s.get("endpoints") or [] if e.get("conditions", {}).get("ready")]
+
+
+def secret_digest(cluster: Cluster, namespace: str, name: str) -> str:
+    data = cluster.get("secret", name, "-n", namespace)["data"]
+    return hashlib.sha256(repr(sorted(data.items())).encode()).hexdigest()
+
+
+def ingress_backend(ingress: dict[str, Any], host: str, path: str) -> dict[str, Any] | None:
+    """The backend a conforming Ingress controller picks for host+path (longest matching path wins;
+    `Prefix` matches whole path elements, `Exact` the whole path), or None."""
+    best: tuple[int, dict[str, Any]] | None = None
+    for rule in ingress["spec"]["rules"]:
+        if rule.get("host") not in (None, host):
+            continue
+        for p in rule["http"]["paths"]:
+            prefix = p["path"]
+            if p["pathType"] == "Exact":
+                matched = path == prefix
+            else:
+                head = prefix.rstrip("/")
+                matched = head == "" or path == head or path.startswith(head + "/")
+            if matched and (best is None or len(prefix) > best[0]):
+                best = (len(prefix), p["backend"])
+    return best[1] if best else None
