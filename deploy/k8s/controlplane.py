@@ -249,7 +249,8 @@ def _get(url: str, *, token: str | None = None, cafile: Path | None = None) -> b
             context = ssl._create_unverified_context()  # noqa: S323
     else:
         context = None
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(url, headers=headers)  # noqa: S310 - our own http(s) URLs
     try:
         with urllib.request.urlopen(request, timeout=5, context=context) as response:  # noqa: S310 - own URLs
             return bytes(response.read())

@@ -1,12 +1,12 @@
 """The helm chart (helm/agentwire): lint, render, validate offline against the Kubernetes schemas.
 
-Needs the helm binary at <repo>/.cache/k8s/bin/helm (`deploy/k8s/build.sh helm` builds it from the pinned
-wrapper module deploy/k8s/go.mod); a missing helm is a failure, not a skip. Rendered manifests are validated with kubernetes-validate
-(requirements/chart.txt) against the oldest Kubernetes the chart supports and the newest it knows.
-The Prometheus Operator kinds (ServiceMonitor, PrometheusRule) have no built-in schema: their shape
-is checked by hand below (and against the real CRDs by tests/k8s). They render only where the cluster
-serves them, so offline renderings declare the API versions as a cluster with the operator would.
-tests/k8s installs the chart on a real API server.
+Needs the helm binary at <repo>/.cache/k8s/bin/helm (`deploy/k8s/build.sh helm` builds it from the
+pinned wrapper module deploy/k8s/go.mod); a missing helm is a failure, not a skip. Rendered manifests
+are validated with kubernetes-validate (requirements/chart.txt) against the oldest Kubernetes the chart
+supports and the newest it knows. The Prometheus Operator kinds (ServiceMonitor, PrometheusRule) have
+no built-in schema: their shape is checked by hand below (and against the real CRDs by tests/k8s).
+They render only where the cluster serves them, so offline renderings declare the API versions as a
+cluster with the operator would. tests/k8s installs the chart on a real API server.
 """
 
 from __future__ import annotations

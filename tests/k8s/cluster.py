@@ -111,6 +111,23 @@ class Cluster:
         pods = self.items("pods", namespace, "-l", f"{INSTANCE}={release},{COMPONENT}={component}")
         return [p for p in pods if not p["metadata"].get("deletionTimestamp")]
 
+    def await_pods(self, namespace: str, release: str, component: str, count: int,
+                   image: str | None = None) -> list[dict[str, Any]]:
+        """Wait until the component has exactly ``count`` pods (all running ``image`` if given)."""
+        def settled() -> list[dict[str, Any]] | None:
+            pods = self.pods(namespace, release, component)
+            images = {p["spec"]["containers"][0]["image"] for p in pods}
+            return pods if len(pods) == count and (image is None or images == {image}) else None
+
+        return eventually(settled, timeout=READY_S, what=f"{count} {component} pods ({image or 'any image'})")
+
+    def await_endpoints(self, namespace: str, service: str, count: int) -> list[dict[str, Any]]:
+        def settled() -> list[dict[str, Any]] | None:
+            found = self.endpoints(namespace, service)
+            return found if len(found) == count else None
+
+        return eventually(settled, timeout=READY_S, what=f"{count} ready endpoints of Service {service}")
+
     def endpoints(self, namespace: str, service: str) -> list[dict[str, Any]]:
         """Ready endpoints of a Service, from its EndpointSlices."""
         slices = self.items("endpointslices", namespace, "-l", f"kubernetes.io/service-name={service}")

@@ -84,8 +84,7 @@ def test_services_have_endpoints_of_their_pods(installed: dict[str, Any], cluste
     for svc in services:
         component = svc["metadata"]["labels"][COMPONENT]
         pods = {p["metadata"]["name"]: p for p in cluster.pods(NS, RELEASE, component)}
-        endpoints = eventually(lambda s=svc, n=len(pods): len(got := cluster.endpoints(NS, s["metadata"]["name"])) == n
-                               and got, timeout=READY_S, what=f"endpoints of {svc['metadata']['name']}")
+        endpoints = cluster.await_endpoints(NS, svc["metadata"]["name"], len(pods))
         assert {e["targetRef"]["name"] for e in endpoints} == set(pods), component
         assert {e["addresses"][0] for e in endpoints} == {p["status"]["podIP"] for p in pods.values()}
 
@@ -156,9 +155,9 @@ def test_upgrade_with_a_new_image_tag_rolls_every_deployment(upgraded: dict[str,
             f"agentwire/agentwire-{component}:{APP_VERSION}": 0,
             f"agentwire/agentwire-{component}:{NEW_TAG}": dep["spec"]["replicas"],
         }, component
-        pods = eventually(lambda c=component, n=dep["spec"]["replicas"]: len(p := cluster.pods(NS, RELEASE, c)) == n and p,
-                          timeout=READY_S, what=f"old {component} pods gone")
-        assert {p["spec"]["containers"][0]["image"] for p in pods} == {f"agentwire/agentwire-{component}:{NEW_TAG}"}
+        # The old pods are gone, not just outnumbered.
+        new_image = f"agentwire/agentwire-{component}:{NEW_TAG}"
+        cluster.await_pods(NS, RELEASE, component, dep["spec"]["replicas"], new_image)
 
 
 def test_upgrade_keeps_the_generated_secrets(upgraded: dict[str, Any], cluster: Cluster) -> None:
