@@ -7,7 +7,6 @@ kube-scheduler, kwok nodes); tests drive it with the pinned helm and kubectl it 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import subprocess
 from pathlib import Path
 from types import ModuleType
@@ -16,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support.scripts import load_script
 from tests.support.wait import eventually
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,11 +30,7 @@ READY_S = 120.0
 
 
 def controlplane_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("agentwire_controlplane", REPO / "deploy" / "k8s" / "controlplane.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("deploy/k8s/controlplane.py", "agentwire_controlplane")
 
 
 class Cluster:
