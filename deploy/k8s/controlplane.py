@@ -174,9 +174,10 @@ def start(workdir: Path, *, cache: Path = CACHE, timeout: float = 120.0) -> Cont
             "--endpoint-reconciler-type=none",
             "--profiling=false",
         )
-        ca = pki / "apiserver.crt"
+        serving = pki / "apiserver.crt"
         _await(plane, "kube-apiserver /readyz", deadline,
-               lambda: _get(f"{server}/readyz", token=token, cafile=ca) == b"ok")
+               lambda: _get(f"{server}/readyz", token=token, cafile=serving) == b"ok")
+        ca = _extract_ca(serving, pki / "ca.crt")
         _write_kubeconfig(kubeconfig, server, ca, token)
         delegated = [f"--kubeconfig={kubeconfig}", f"--authentication-kubeconfig={kubeconfig}",
                      f"--authorization-kubeconfig={kubeconfig}", "--bind-address=127.0.0.1", "--leader-elect=false"]
@@ -191,12 +192,16 @@ def start(workdir: Path, *, cache: Path = CACHE, timeout: float = 120.0) -> Cont
         launch(
             "kwok", f"--kubeconfig={kubeconfig}", "--manage-all-nodes=false",
             f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}=fake", f"--cidr={POD_CIDR}",
+            # Renew a Lease per node, as kubelets do. Without a KwokConfiguration the default is 0 (no
+            # leases): the node-lifecycle controller then marks the nodes NotReady after its grace period
+            # and their pods not ready, which kwok's stages never undo.
+            "--node-lease-duration-seconds=40",
             *(f"--config={s}" for s in stages),
         )
         for name, port in (("kube-controller-manager", kcm_port), ("kube-scheduler", sched_port)):
             _await(plane, f"{name} /healthz", deadline, lambda p=port: _get(f"https://127.0.0.1:{p}/healthz") == b"ok")
         plane.kubectl("apply", "-f", "-", stdin=json.dumps(_node_list()))
-        _await(plane, "nodes Ready", deadline, lambda: _nodes_ready(plane))
+        _await(plane, "nodes Ready with their leases renewed", deadline, lambda: _nodes_ready(plane))
         # The controller-manager's service-account controller creates `default` in every namespace.
         _await(plane, "the default ServiceAccount", deadline,
                lambda: plane.kubectl("get", "serviceaccount", "default", check=False).returncode == 0)
@@ -269,6 +274,17 @@ def _await(plane: ControlPlane, what: str, deadline: float, condition: Callable[
         time.sleep(0.2)
 
 
+def _extract_ca(serving: Path, ca: Path) -> Path:
+    """The self-signed CA alone: apiserver.crt holds the serving certificate followed by its CA, and the
+    controller-manager publishes --root-ca-file as a trust bundle, which must hold CA certificates only."""
+    end = "-----END CERTIFICATE-----"
+    blocks = [b.strip() + "\n" + end + "\n" for b in serving.read_text().split(end) if b.strip()]
+    if len(blocks) != 2:
+        raise ControlPlaneError(f"{serving}: expected a certificate and its CA, found {len(blocks)} certificates")
+    ca.write_text(blocks[1])
+    return ca
+
+
 def _write_kubeconfig(path: Path, server: str, ca: Path, token: str) -> None:
     config = {
         "apiVersion": "v1", "kind": "Config", "current-context": "agentwire",
@@ -301,7 +317,9 @@ def _nodes_ready(plane: ControlPlane) -> bool:
     nodes = plane.get("nodes")["items"]
     ready = {n["metadata"]["name"] for n in nodes
              if any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"].get("conditions", []))}
-    return ready >= {name for name, _ in NODES}
+    leased = {lease["metadata"]["name"] for lease in plane.get("leases", "-n", "kube-node-lease")["items"]
+              if lease["spec"].get("renewTime")}
+    return ready & leased >= {name for name, _ in NODES}
 
 
 def _terminate(pid: int, exited: Callable[[], bool]) -> None:

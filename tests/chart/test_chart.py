@@ -423,7 +423,11 @@ def test_api_keys_secret(manifests: list[dict[str, Any]], case: str) -> None:
 
 def test_helm_test_hook(manifests: list[dict[str, Any]]) -> None:
     (pod,) = of_kind(manifests, "Pod")
-    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    annotations = pod["metadata"]["annotations"]
+    assert annotations["helm.sh/hook"] == "test"
+    # `helm uninstall` does not delete hooks: a succeeded test pod must go by itself, its log printed first.
+    assert set(annotations["helm.sh/hook-delete-policy"].split(",")) == {"before-hook-creation", "hook-succeeded"}
+    assert set(annotations["helm.sh/hook-output-log-policy"].split(",")) == {"hook-succeeded", "hook-failed"}
     (container,) = pod["spec"]["containers"]
     assert re.fullmatch(r"(docker\.io/)?curlimages/curl:\d+\.\d+\.\d+", container["image"]), "curl pinned by tag"
     script = "\n".join(container["args"])
@@ -589,7 +593,7 @@ def test_notes_render(tmp_path: Path) -> None:
     proc = helm("template", RELEASE, chart, "--namespace", NAMESPACE, *value_args("default", tmp_path),
                 "--show-only", "templates/zz-notes.yaml")
     notes = yaml.safe_load(proc.stdout)["data"]["notes"]
-    assert f"helm test {RELEASE} -n {NAMESPACE} --logs" in notes
+    assert f"helm test {RELEASE} -n {NAMESPACE}\n" in notes
     assert "/api/v1/stream/sse" in notes
     assert BOOTSTRAP in notes
 

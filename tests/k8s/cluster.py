@@ -43,10 +43,13 @@ class Cluster:
 
     def helm(self, *args: str | Path, check: bool = True, timeout: float = 300.0) -> subprocess.CompletedProcess[str]:
         cmd = [str(self.plane.tool("helm")), "--kubeconfig", str(self.plane.kubeconfig), *map(str, args)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+        line = " ".join(map(str, args))
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired as exc:
+            pytest.fail(f"helm {line} still running after {timeout}s:\n{exc.stderr!s}", pytrace=False)
         if check and proc.returncode != 0:
-            pytest.fail(f"helm {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}",
-                        pytrace=False)
+            pytest.fail(f"helm {line} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}", pytrace=False)
         return proc
 
     def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -76,11 +79,23 @@ class Cluster:
     def install(self, release: str, namespace: str, *values: str | Path, command: str = "install",
                 check: bool = True) -> subprocess.CompletedProcess[str]:
         """`helm install|upgrade RELEASE CHART --wait`; ``values``: files (Path) or --set expressions (str)."""
-        args: list[str | Path] = [command, release, CHART, "-n", namespace, "--wait", "--timeout", "180s",
+        # --debug: on a failure the output says which resource the wait was still waiting for.
+        args: list[str | Path] = [command, release, CHART, "-n", namespace, "--wait", "--timeout", "150s", "--debug",
                                   "--set", f"kafka.bootstrapServers={BOOTSTRAP.replace(',', chr(92) + ',')}"]
         for value in values:
             args += ["-f", value] if isinstance(value, Path) else ["--set", value]
-        return self.helm(*args, check=check)
+        proc = self.helm(*args, check=False)
+        if check and proc.returncode != 0:
+            pytest.fail(f"helm {command} {release} failed ({proc.returncode}):\n{proc.stderr[-6000:]}\n"
+                        f"{self.describe(namespace)}", pytrace=False)
+        return proc
+
+    def describe(self, namespace: str) -> str:
+        """What a failure message needs: the namespace's workloads, pods (with nodes) and recent events."""
+        state = self.kubectl("get", "deployments,replicasets,pods", "-n", namespace, "-o", "wide", check=False)
+        events = self.kubectl("get", "events", "-n", namespace, "--sort-by=.lastTimestamp", check=False)
+        tail = "\n".join(events.stdout.splitlines()[-40:])
+        return f"--- {namespace}:\n{state.stdout}{state.stderr}\n--- events:\n{tail}"
 
     # --- state -----------------------------------------------------------------------------------
 

@@ -21,6 +21,8 @@ from tests.support.wait import eventually
 BARE_NS, OPERATOR_NS = "aw-prod-bare", "aw-prod-operator"
 RELEASE = "prod"
 FULLNAME = f"{RELEASE}-agentwire"
+# A module-scoped release is installed inside the first test that needs it: room for helm's own --timeout.
+pytestmark = pytest.mark.timeout(400)
 MONITORING = ("servicemonitors.monitoring.coreos.com", "prometheusrules.monitoring.coreos.com")
 VALUES = yaml.safe_load(PRODUCTION.read_text())
 
