@@ -516,10 +516,12 @@ def test_production_values(tmp_path: Path) -> None:
 
 def test_strimzi_topics_are_the_topics_the_services_use(tmp_path: Path) -> None:
     strimzi = CHART / "values-strimzi.yaml"
-    proc = helm("template", RELEASE, CHART, "-n", NAMESPACE, "-f", CHART / "values-production.yaml", "-f", strimzi)
+    proc = helm("template", RELEASE, CHART, "-n", NAMESPACE, "-f", CHART / "values-production.yaml", "-f", strimzi,
+                "--set", f"store.dsn={STORE_DSN}")
     docs = [d for d in yaml.safe_load_all(proc.stdout) if d]
     topics = {t["spec"]["topicName"]: t for t in of_kind(docs, "KafkaTopic")}
-    kafka = yaml.safe_load(strimzi.read_text())["kafka"]
+    production = yaml.safe_load((CHART / "values-production.yaml").read_text())["kafka"]
+    kafka = production | yaml.safe_load(strimzi.read_text())["kafka"]
     settings = Settings(kafka={"bootstrap_servers": kafka["bootstrapServers"], "partitions": kafka["partitions"],
                                "replication_factor": kafka["replicationFactor"],
                                "retention_hours": kafka["retentionHours"]})

@@ -23,6 +23,7 @@ CHART = REPO / "helm" / "agentwire"
 PRODUCTION = CHART / "values-production.yaml"
 PINS = REPO / "deploy" / "k8s" / "go.mod"
 BOOTSTRAP = "kafka-0.kafka:9092,kafka-1.kafka:9092,kafka-2.kafka:9092"
+STORE_DSN = "postgresql://agentwire@postgres:5432/agentwire"
 COMPONENTS = ("ingest", "edge", "runner", "processor")
 INSTANCE = "app.kubernetes.io/instance"
 COMPONENT = "app.kubernetes.io/component"
@@ -81,7 +82,8 @@ class Cluster:
         """`helm install|upgrade RELEASE CHART --wait`; ``values``: files (Path) or --set expressions (str)."""
         # --debug: on a failure the output says which resource the wait was still waiting for.
         args: list[str | Path] = [command, release, CHART, "-n", namespace, "--wait", "--timeout", "150s", "--debug",
-                                  "--set", f"kafka.bootstrapServers={BOOTSTRAP.replace(',', chr(92) + ',')}"]
+                                  "--set", f"kafka.bootstrapServers={BOOTSTRAP.replace(',', chr(92) + ',')}",
+                                  "--set", f"store.dsn={STORE_DSN}"]
         for value in values:
             args += ["-f", value] if isinstance(value, Path) else ["--set", value]
         proc = self.helm(*args, check=False)
