@@ -9,7 +9,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 
-from tests.support.scripts import load_script
+from tests.support.scripts import ROOT, load_script
+
+__all__ = ["ROOT", "broker_script", "docker_engine_up", "kafka_broker"]
 
 
 def broker_script() -> ModuleType:
