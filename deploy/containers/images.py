@@ -12,9 +12,10 @@ Base images: ``BASE_IMAGE`` (Python) and ``DEBIAN_IMAGE`` (for Kafka and Prometh
 official slim images if they are present or can be pulled; otherwise images made here from Debian packages
 (deploy/containers/debian_base.py, then deploy/containers/base/Dockerfile for Python).
 
-Each image carries a label with a digest of its inputs (its Dockerfile, the files it copies, its base image's
-id); an image whose label matches is not built again. ``--check`` builds nothing and exits 1 when an image is
-missing or stale (the container tests call it). Standard library only, like the engine script.
+Each image is also tagged ``<name>-<digest of its inputs>`` (its Dockerfile, the files it copies, its base image's
+id): an image whose content tag exists is not built again, and worktrees sharing one machine's image store each
+test their own images. ``--check`` builds nothing and exits 1 when an image is missing or stale.
+Standard library only, like the engine script.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ LOCAL_DEBIAN = "agentwire-base/debian:bookworm"
 LOCAL_PYTHON = "agentwire-base/python:3.11-bookworm"
 KAFKA_VERSION = os.environ.get("AGENTWIRE_KAFKA_VERSION", "4.1.2")
 PULL_TIMEOUT_S = 300
+KEEP = 8  # content tags kept per image: one per worktree sharing the machine, and a few older ones
 
 
 def _sibling(name: str) -> ModuleType:
@@ -103,9 +105,25 @@ class Builder:
             say(f"cannot pull {name}: {result.stderr.strip().splitlines()[-1] if result.stderr.strip() else '?'}")
         return result.returncode == 0
 
+    def prune(self, name: str, keep: int) -> None:
+        """Remove all but the ``keep`` newest content tags of ``name`` ("<name>-<digest>")."""
+        repository, _, moving = name.rpartition(":")
+        listed = subprocess.run([self.cli, "images", "--format", "{{.Repository}}:{{.Tag}}", repository],
+                                capture_output=True, text=True).stdout.split()
+        tags = {t.removeprefix("localhost/") for t in listed if t.rpartition(":")[2].startswith(f"{moving}-")}
+        created = {t: str((self.inspect(t) or {}).get("Created", "")) for t in tags}
+        for old in sorted(tags, key=created.__getitem__, reverse=True)[keep:]:
+            # an image a container still uses stays; removing it is only housekeeping
+            subprocess.run([self.cli, "rmi", old], capture_output=True)
+
+    def tag(self, source: str, target: str) -> None:
+        subprocess.run([self.cli, "tag", source, target], check=True, capture_output=True)
+
     def build(self, name: str, context: Path, dockerfile: Path, digest: str, *, target: str | None = None,
-              args: dict[str, str] | None = None) -> None:
+              args: dict[str, str] | None = None, also: tuple[str, ...] = ()) -> None:
         command = [self.cli, "build", "-f", str(dockerfile), "-t", name, "--label", f"{LABEL}={digest}"]
+        for extra in also:
+            command += ["-t", extra]
         if Path(self.cli).name == "podman":
             command += ["--format", "docker", "--layers"]  # docker format keeps HEALTHCHECK
         if target:
@@ -165,6 +183,22 @@ class Images:
         self.names = image_names(tag)
         self.stale: list[str] = []
         self.chosen: dict[str, str] = {}
+        self.exact: dict[str, str] = {}  # image: its content tag, "<name>-<inputs digest>"
+
+    def wanted(self, image: str, digest: str) -> bool:
+        """Whether ``image`` must be built from inputs with ``digest``; notes its content tag either way.
+
+        Worktrees on one machine share the engine's image store: each test run uses the content tag of its
+        own tree, and the plain tag (``names``) points at the last one built or confirmed here.
+        """
+        exact = self.exact[image] = f"{self.names[image]}-{digest}"
+        if not self.force and self.builder.inspect(exact) is not None:
+            if not self.check:
+                self.builder.tag(exact, self.names[image])
+            say(f"{exact} is up to date")
+            return False
+        self.stale.append(exact)
+        return not self.check
 
     def needed(self, name: str, digest: str) -> bool:
         if not self.force and self.builder.label(name) == digest:
@@ -219,10 +253,15 @@ class Images:
         base_id = self.builder.image_id(python) if self.builder.inspect(python) else "missing"
         digest = digest_of(service_inputs(), python, base_id)
         for service in SERVICES:
-            name = self.names[service]
-            if self.needed(name, digest):
-                self.builder.build(name, ROOT, ROOT / "Dockerfile", digest, target=service,
-                                   args={"BASE_IMAGE": python})
+            if self.wanted(service, digest):
+                self.builder.build(self.exact[service], ROOT, ROOT / "Dockerfile", digest, target=service,
+                                   args={"BASE_IMAGE": python}, also=(self.names[service],))
+
+    def every(self) -> None:
+        self.services()
+        self.kafka()
+        self.from_debian("postgres")
+        self.from_debian("prometheus")
 
     def kafka(self) -> None:
         self.from_debian("kafka", kafka_context())
@@ -233,9 +272,19 @@ class Images:
         debian = self.debian()
         base_id = self.builder.image_id(debian) if self.builder.inspect(debian) else "missing"
         digest = digest_of([p for p in context.rglob("*") if p.is_file()], debian, base_id)
-        if self.needed(self.names[image], digest):
-            self.builder.build(self.names[image], context, context / "Dockerfile", digest,
-                               args={"DEBIAN_IMAGE": debian})
+        if self.wanted(image, digest):
+            self.builder.build(self.exact[image], context, context / "Dockerfile", digest,
+                               args={"DEBIAN_IMAGE": debian}, also=(self.names[image],))
+
+
+def current(tag: str = "dev") -> dict[str, str] | None:
+    """The content tags of this tree's images, or None when one is missing (the container tests use it)."""
+    engine = engine_script.answering()
+    if engine is None:
+        return None
+    images = Images(Builder(engine.cli), tag, force=False, check=True)
+    images.every()
+    return None if images.stale else images.exact
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -254,10 +303,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     images = Images(Builder(engine.cli), args.tag, force=args.force, check=args.check)
     try:
-        images.services()
-        images.kafka()
-        images.from_debian("postgres")
-        images.from_debian("prometheus")
+        images.every()
+        for name in images.names.values():
+            images.builder.prune(name, KEEP)
     except debian_base.BaseImageError as exc:
         print(f"images: {exc}", file=sys.stderr)
         return 1

@@ -48,12 +48,10 @@ def engine() -> Any:
 
 @pytest.fixture(scope="session")
 def images(engine: Any) -> dict[str, str]:
-    """The image names; fails when one is missing or older than its inputs (`make images` builds them)."""
-    images_script = _script("images")
-    tag = os.environ.get("AGENTWIRE_IMAGE_TAG", "dev")
-    if images_script.main(["--check", "--tag", tag]) != 0:
-        pytest.fail("container images are missing or stale: run `make images` (make test does)")
-    names: dict[str, str] = images_script.image_names(tag)
+    """This tree's images by their content tags; fails when one is missing (`make images` builds them)."""
+    names: dict[str, str] | None = _script("images").current(os.environ.get("AGENTWIRE_IMAGE_TAG", "dev"))
+    if names is None:
+        pytest.fail("container images are missing or older than this tree: run `make images` (make test does)")
     return names
 
 

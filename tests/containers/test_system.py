@@ -77,7 +77,7 @@ def test_resume_with_last_event_id_after_the_edge_container_restarts(containers:
 
 
 def test_a_processor_killed_mid_run_loses_nothing(containers: ContainerStack) -> None:
-    workflow_ids = [submit(containers, speed=1.5) for _ in range(3)]
+    workflow_ids = [submit(containers, speed=0.5) for _ in range(3)]  # slow: still running at the kill
     for workflow_id in workflow_ids:
         assert len(read_sse(containers, workflow_id, until=3, timeout=60)) == 3
     running = [w for w in workflow_ids if task_status(containers, w) != "TASK_STATUS_COMPLETED"]
