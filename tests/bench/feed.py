@@ -18,10 +18,15 @@ TENANT = "default"  # the tenant of anonymous callers when auth is skipped
 
 
 class Feed:
-    """One producer; ``declare`` a workflow, then ``emit`` its events in seq order."""
+    """One producer; ``declare`` a workflow, then ``emit`` its events in seq order.
 
-    def __init__(self, bootstrap: str, prefix: str) -> None:
+    With ``channel_header`` every event record also names its workflow in that header, so that a
+    Centrifugo reading the same topic publishes it into the workflow's channel (tests/bench/centrifugo.py).
+    """
+
+    def __init__(self, bootstrap: str, prefix: str, *, channel_header: str | None = None) -> None:
         self.topics = Topics(prefix)
+        self.channel_header = channel_header
         self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=1,
                                          max_batch_size=512 * 1024)
         self._seq: dict[str, int] = {}
@@ -48,7 +53,9 @@ class Feed:
         seq = self._seq[workflow_id] = self._seq[workflow_id] + 1
         event = Event(workflow_id=workflow_id, type=kind, seq=seq, event_id=f"{workflow_id}:{seq}",
                       agent_id="a", message=message, payload=payload)
-        future = await self.producer.send(self.topics.events, encode(event), key=workflow_id.encode())
+        key = workflow_id.encode()
+        headers = [(self.channel_header, key)] if self.channel_header else None
+        future = await self.producer.send(self.topics.events, encode(event), key=key, headers=headers)
         if wait:
             await future
         return seq
