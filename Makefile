@@ -8,7 +8,7 @@ SERVICES := ingest edge runner processor gateway webui cli
 STAMP := $(VENV)/.installed
 PROJECTS := libs/pyproject.toml $(foreach s,$(SERVICES),services/$(s)/pyproject.toml)
 
-.PHONY: setup run test unit lint bench chaos fuzz kafka helm engine images k8s-tools k8s k8s-test system-deps clean
+.PHONY: setup run test unit lint bench chaos fuzz kafka helm engine images k8s-tools k8s k8s-test centrifugo system-deps clean
 
 setup: $(STAMP) kafka helm
 
@@ -35,6 +35,10 @@ k8s: k8s-tools
 
 k8s-test: setup k8s-tools
 	$(BIN)/python -m pytest tests/k8s
+
+# the Centrifugo server `make bench` compares the edge with (built from its Go module, cached in .cache/bin)
+centrifugo:
+	bash deploy/centrifugo/fetch_centrifugo.sh
 
 run: setup
 	@echo ""
@@ -64,7 +68,7 @@ engine:
 images: kafka
 	$(PYTHON) deploy/containers/images.py
 
-bench: setup
+bench: setup centrifugo
 	$(BIN)/python -m tests.bench.run
 
 chaos: setup

@@ -21,6 +21,7 @@ means the edge spends less CPU per delivery; for latency ≤ 1 means the edge is
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import resource
@@ -33,8 +34,8 @@ from pathlib import Path
 
 from agentwire.schema import Topics
 from tests.bench.centrifugo_server import CHANNELS_HEADER, Centrifugo
-from tests.bench.edge import cpu_s
 from tests.bench.feed import Feed
+from tests.bench.profile import recording
 from tests.bench.watchers import Crowd, Watcher
 from tests.support.broker import kafka_broker
 from tests.support.stack import ROOT, Stack
@@ -84,8 +85,12 @@ class Server:
         return self._centrifugo.path(protocol, token)
 
 
-async def phase(server: Server, feed: Feed, row: Row, protocol: str) -> dict[str, float]:
-    """One server, one row, one protocol: connect, prime, feed, and measure until all is received."""
+async def phase(server: Server, feed: Feed, row: Row, protocol: str,
+                profile: Path | None = None) -> dict[str, float]:
+    """One server, one row, one protocol: connect, prime, feed, and measure until all is received.
+
+    With ``profile``, py-spy samples the server during the measured window into that file.
+    """
     workflows = [await feed.declare() for _ in range(row.workflows)]
     watchers = [Watcher(HOST, server.port, protocol, server.path(protocol, wf, i * row.clients_per_workflow + c),
                         timed=row.rate is not None)
@@ -99,28 +104,39 @@ async def phase(server: Server, feed: Feed, row: Row, protocol: str) -> dict[str
             await feed.emit(wf, "WORKFLOW_STARTED")
         await feed.producer.flush()
         await crowd.wait(1, 120)
-        cutoff = time.time() + WARMUP_S
-        for watcher in watchers:
-            watcher.latencies.clear()
-        cpu_before, started = cpu_s(server.pid), time.perf_counter()
-        if row.rate is None:
-            for _ in range(row.events):
-                for wf in workflows:
-                    await feed.emit(wf, message="token " * 8)
-        else:
-            await steady_feed(feed, workflows, row)
-        await feed.producer.flush()
-        await crowd.wait(1 + row.events, 120 + row.events * row.workflows / (row.rate or 10_000))
-        elapsed, cpu = time.perf_counter() - started, cpu_s(server.pid) - cpu_before
+        with recording(server.pid, profile) if profile else contextlib.nullcontext():
+            cutoff = time.time() + WARMUP_S
+            for watcher in watchers:
+                watcher.latencies.clear()
+            cpu_before, started = cpu_times(server.pid), time.perf_counter()
+            if row.rate is None:
+                for _ in range(row.events):
+                    for wf in workflows:
+                        await feed.emit(wf, message="token " * 8)
+            else:
+                await steady_feed(feed, workflows, row)
+            await feed.producer.flush()
+            await crowd.wait(1 + row.events, 120 + row.events * row.workflows / (row.rate or 10_000))
+            elapsed = time.perf_counter() - started
+            user, system = (after - before for after, before in zip(cpu_times(server.pid), cpu_before, strict=True))
+            cpu = user + system
         delivered = crowd.delivered - len(watchers)
     finally:
         await crowd.close()
-    figures = {"per_cpu_s": delivered / max(cpu, 0.01), "per_s": delivered / elapsed, "cpu_s": cpu}
+    figures = {"per_cpu_s": delivered / max(cpu, 0.01), "per_s": delivered / elapsed, "cpu_s": cpu,
+               "sys_share": system / max(cpu, 0.01)}
     if row.rate is not None:
         delays = sorted(d for w in watchers for d in w.latencies_after(cutoff))
         figures["p50_ms"] = statistics.median(delays) * 1000
         figures["p99_ms"] = delays[int(len(delays) * 0.99) - 1] * 1000
     return figures
+
+
+def cpu_times(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds the process has used (/proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 async def steady_feed(feed: Feed, workflows: list[str], row: Row) -> None:

@@ -16,7 +16,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 # each a module of tests/bench with a main(); BENCH_SCRIPTS=edge,latency runs a subset
-SCRIPTS = os.environ.get("BENCH_SCRIPTS", "edge,latency,processor,state,ingest").split(",")
+SCRIPTS = os.environ.get("BENCH_SCRIPTS", "edge,latency,processor,state,ingest,centrifugo").split(",")
+TIMEOUT_S = {"centrifugo": 2700}  # 18 back-to-back pairs, six of them 30 s at a steady rate
 TARGETS = {
     "ingest_submissions_per_s": "≥ 3,000/s",
     "ingest_submit_p99_ms": "≤ 20 ms",
@@ -34,13 +35,16 @@ TARGETS = {
     "list_p99_ms_at_1000k": "≤ 50 ms",
     "restart_to_ready_s_ingest_at_1000k": "≤ 10 s",
     "restart_to_ready_s_edge_at_1000k": "≤ 10 s",
+    **{f"vs_{row}_{protocol}_cpu_ratio": "≥ 1.0 (ours / Centrifugo)"
+       for row in ("broadcast", "spread", "steady") for protocol in ("sse", "ws")},
+    **{f"vs_steady_{protocol}_p99_ratio": "≤ 1.0 (ours / Centrifugo)" for protocol in ("sse", "ws")},
 }
 
 
 def run_script(name: str) -> dict[str, object]:
     started = time.monotonic()
     done = subprocess.run([sys.executable, "-m", f"tests.bench.{name}"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=1800, env=os.environ.copy())
+                          text=True, timeout=TIMEOUT_S.get(name, 1800), env=os.environ.copy())
     lines = done.stdout.strip().splitlines()
     try:
         figures = json.loads(lines[-1]) if lines else {}

@@ -9,7 +9,7 @@ from agentwire.schema import Event
 
 def item(offset: int, seq: int, wf: str = "wf") -> Delivery:
     event = Event(workflow_id=wf, type="LLM_PARTIAL", seq=seq, event_id=f"{wf}:{seq}", message="m")
-    return Delivery(event, 0, offset, weight=100)
+    return Delivery.of_event(event, 0, offset)
 
 
 def test_a_window_covers_from_its_start_to_the_tail_position() -> None:

@@ -1,10 +1,13 @@
-"""Event → SSE frame and WebSocket message, with the renames of CONTRACT.md."""
+"""An event's public fields → SSE frame and WebSocket message, with the renames of CONTRACT.md.
+
+``fields`` is the event's public JSON object without ``stream_id`` (see delivery.py).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from agentwire.schema import Event, dumps
+from agentwire.schema import dumps
 
 CONTROL_NAMES = {
     "WORKFLOW_PAUSING": "workflow.pausing",
@@ -13,45 +16,55 @@ CONTROL_NAMES = {
     "WORKFLOW_CANCELLING": "workflow.cancelling",
     "WORKFLOW_CANCELLED": "workflow.cancelled",
 }
+_RENAMED = frozenset({"STREAM_END", "LLM_PARTIAL", "LLM_OUTPUT", "ERROR_OCCURRED", *CONTROL_NAMES})
 
 
-def sse_frame(event: Event, stream_id: str) -> bytes:
+def sse_frame(fields: dict[str, Any], stream_id: str) -> bytes:
     """One SSE frame: ``id:``, ``event:``, a single ``data:`` line, a blank line."""
-    name, data = sse_name_and_data(event, stream_id)
-    body = data if isinstance(data, bytes) else dumps(data)
+    kind = fields["type"]
+    if kind in _RENAMED:
+        name, data = sse_name_and_data(fields, stream_id)
+        body = data if isinstance(data, bytes) else dumps(data)
+    else:  # the common case: the event JSON under its own type
+        name, body = kind, ws_message(fields, stream_id)
     return b"id: " + stream_id.encode() + b"\nevent: " + name.encode() + b"\ndata: " + body + b"\n\n"
 
 
-def sse_name_and_data(event: Event, stream_id: str) -> tuple[str, dict[str, Any] | bytes]:
-    kind = event.type
+def sse_name_and_data(fields: dict[str, Any], stream_id: str) -> tuple[str, dict[str, Any] | bytes]:
+    kind = fields["type"]
     if kind == "STREAM_END":
         return "done", b"[DONE]"
+    message = fields.get("message") or ""
+    if kind == "LLM_PARTIAL":  # the most frequent event: one dict, no merging
+        return "thread.message.delta", {
+            "delta": message, "message": message, "workflow_id": fields["workflow_id"],
+            "agent_id": fields.get("agent_id"), "seq": fields["seq"], "stream_id": stream_id,
+            "timestamp": fields["timestamp"],
+        }
     base = {
-        "workflow_id": event.workflow_id,
-        "agent_id": event.agent_id,
-        "seq": event.seq,
+        "workflow_id": fields["workflow_id"],
+        "agent_id": fields.get("agent_id"),
+        "seq": fields["seq"],
         "stream_id": stream_id,
-        "timestamp": event.timestamp,
+        "timestamp": fields["timestamp"],
     }
-    if kind == "LLM_PARTIAL":
-        return "thread.message.delta", {"delta": event.message or "", "message": event.message or "", **base}
     if kind == "LLM_OUTPUT":
         return "thread.message.completed", {
-            "response": event.message or "",
-            "message": event.message or "",
-            "metadata": event.payload or {},
+            "response": message,
+            "message": message,
+            "metadata": fields.get("payload") or {},
             **base,
         }
     if kind in CONTROL_NAMES:
-        data: dict[str, Any] = {**base, "message": event.message or ""}
-        payload = event.payload or {}
+        data: dict[str, Any] = {**base, "message": message}
+        payload = fields.get("payload") or {}
         if kind in ("WORKFLOW_PAUSED", "WORKFLOW_CANCELLED"):
             data["checkpoint"] = payload.get("checkpoint", "")
         if kind == "WORKFLOW_CANCELLED":
             data["was_paused"] = bool(payload.get("was_paused", False))
         return CONTROL_NAMES[kind], data
     name = "error" if kind == "ERROR_OCCURRED" else kind
-    return name, event.public(stream_id)
+    return name, {**fields, "stream_id": stream_id}
 
 
 def not_found_frame(workflow_id: str) -> bytes:
@@ -68,5 +81,6 @@ def _error_frame(workflow_id: str, message: str) -> bytes:
     return b"event: ERROR_OCCURRED\ndata: " + dumps(data) + b"\n\n"
 
 
-def ws_message(event: Event, stream_id: str) -> bytes:
-    return dumps(event.public(stream_id))
+def ws_message(fields: dict[str, Any], stream_id: str) -> bytes:
+    """The event JSON clients see: its public fields and ``stream_id`` last (as Event.public orders them)."""
+    return dumps({**fields, "stream_id": stream_id})

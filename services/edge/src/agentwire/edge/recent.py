@@ -48,14 +48,21 @@ class RecentCache:
 
     def append(self, workflow_id: str, item: Delivery) -> None:
         """Add an event the live tail dispatched (ignored if already held)."""
+        self.extend(workflow_id, [item])
+
+    def extend(self, workflow_id: str, items: list[Delivery]) -> None:
+        """Add a workflow's events of one fetch, in offset order (those already held are ignored)."""
         window = self._windows.get(workflow_id)
         if window is None:
             return
-        if window.offsets and item.offset <= window.offsets[-1]:
-            return
-        window.items.append(item)
-        window.offsets.append(item.offset)
-        self._grow(window, item.size())
+        if window.offsets and items[0].offset <= window.offsets[-1]:
+            last = window.offsets[-1]
+            items = [i for i in items if i.offset > last]
+            if not items:
+                return
+        window.items.extend(items)
+        window.offsets.extend([i.offset for i in items])
+        self._grow(window, sum([i.size() for i in items]))
         if len(window.items) > self._max_events * 1.1:
             self._trim(window, len(window.items) - self._max_events)
 

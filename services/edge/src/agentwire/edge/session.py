@@ -15,6 +15,11 @@ A workflow that has ended (or whose state is gone) but whose end the history did
 not contain will never send anything: its events expired or were never written.
 After a grace period for late writes the session stops with ``gone`` set, and the
 route answers the documented error instead of waiting forever.
+
+Once the queue is drained, with no await in between, the session gives the
+subscription its direct writer (a ``Wire``, see wire.py) and from then on the
+live tail writes to the client itself; the session sleeps until the stream ends,
+the client falls behind (back to step 2) or a keepalive is due.
 """
 
 from __future__ import annotations
@@ -28,9 +33,10 @@ from typing import Protocol
 
 from agentwire.edge.delivery import Delivery
 from agentwire.edge.hub import LiveHub, Subscription
+from agentwire.edge.metrics import HISTORY_READ, observe_write
 from agentwire.edge.resume import Resume
+from agentwire.edge.wire import Wire
 from agentwire.kafka.history import EventLog
-from agentwire.kafka.metrics import LATENCY_BUCKETS, counter, histogram
 from agentwire.schema import TaskState
 
 log = logging.getLogger(__name__)
@@ -38,12 +44,15 @@ log = logging.getLogger(__name__)
 __all__ = ["Delivery", "Sink", "StreamSession"]
 
 MAX_WRITE_EVENTS = 256  # one write holds at most this many events (bounds a stalled client's buffer)
-BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
 class Sink(Protocol):
     async def send(self, batch: list[Delivery]) -> None: ...
     async def keepalive(self) -> None: ...
+
+    @property
+    def wire(self) -> Wire | None:
+        """The client's direct writer for the live tail (None: the session writes everything itself)."""
 
 
 class StreamSession:
@@ -71,19 +80,11 @@ class StreamSession:
         self._gone_grace_s = gone_grace_s
         self._partition = log_.partition_of(state.workflow_id)
         self._last_seq: int | None = resume.after_seq if resume.position is None else None
+        # a resume position in this workflow's partition: events up to it are skipped, seq noted
+        self._skip_through = resume.position[1] if resume.position and resume.position[0] == self._partition else None
         self._next_offset = 0
         self.finished = False
         self.gone = False  # ended without its end in Kafka: expired or never written
-        self._delivered = counter("agentwire_edge_events_delivered_total", "Events written to clients", ["protocol"])
-        self._read = counter("agentwire_edge_history_events_total", "History events read by sessions", ["source"])
-        self._latency = histogram(
-            "agentwire_edge_event_latency_seconds",
-            "Event timestamp to written to the client",
-            buckets=LATENCY_BUCKETS,
-        )
-        self._batch_sizes = histogram(
-            "agentwire_edge_write_batch_events", "Events per write to a client", buckets=BATCH_BUCKETS
-        )
 
     async def run(self, sink: Sink, protocol: str) -> None:
         """Stream until STREAM_END has been delivered (then ``finished`` is True) or the client leaves."""
@@ -126,8 +127,8 @@ class StreamSession:
             if start < lo:
                 await self._from_kafka(start, lo, sink, protocol)
             if not self.finished and items:
-                self._read.labels("cache").inc(len(items))
-                await self._deliver([i for i in items if i.offset >= self._next_offset], sink, protocol)
+                HISTORY_READ.labels("cache").inc(len(items))
+                await self._deliver(items, sink, protocol)
             self._next_offset = max(self._next_offset, hi)
             if not self.finished and hi < end:
                 await self._from_kafka(hi, end, sink, protocol)
@@ -156,7 +157,7 @@ class StreamSession:
                             read = None
                             cache.release(held)
                             held = 0
-                    self._read.labels("kafka").inc(len(items))
+                    HISTORY_READ.labels("kafka").inc(len(items))
                     await self._deliver(items, sink, protocol)
                     if self.finished:
                         break
@@ -168,26 +169,45 @@ class StreamSession:
         self._next_offset = max(self._next_offset, until)
 
     async def _live(self, sub: Subscription, sink: Sink, protocol: str) -> None:
+        """Drain what queued during the catch-up, then let the tail write directly until it stops."""
         while not self.finished and not sub.overflowed:
-            if not sub.queue:
-                try:
-                    await asyncio.wait_for(sub.wake.wait(), self._keepalive_s)
-                except TimeoutError:
-                    await sink.keepalive()
-                    continue
-            if sub.overflowed:
-                return
-            items = sub.take()
-            if items and items[0].offset < self._next_offset:
-                items = [i for i in items if i.offset >= self._next_offset]
-            if items:
-                await self._deliver(items, sink, protocol)
+            if sub.gone:
+                raise ConnectionResetError("client gone")
+            if sub.queue:
+                await self._deliver(sub.take(), sink, protocol)
+                continue
+            if sub.direct is None and (wire := sink.wire) is not None:
+                # nothing queued and no await since the check: the tail takes over from here
+                sub.direct = self._direct_writer(sub, wire, protocol)
+            try:
+                async with asyncio.timeout(self._keepalive_s):
+                    await sub.wake.wait()
+            except TimeoutError:
+                await sink.keepalive()
+            sub.wake.clear()
 
-    async def _deliver(self, items: list[Delivery], sink: Sink, protocol: str) -> None:
+    def _direct_writer(self, sub: Subscription, wire: Wire, protocol: str) -> Callable[[list[Delivery]], bool]:
+        written = self._hub.written
+
+        def write(items: list[Delivery]) -> bool:
+            """Called by the tail, synchronously: False when the session must take over again."""
+            batch = self._select(items)
+            if batch:
+                if not wire.write(batch):
+                    sub.overflowed = True
+                written.add(protocol, batch)
+            return not self.finished and not sub.overflowed
+
+        return write
+
+    def _select(self, items: list[Delivery]) -> list[Delivery]:
+        """The events of ``items`` this client gets next, in seq order; advances the session's position."""
         batch: list[Delivery] = []
-        skip_through = self._resume_offset()
+        skip_through = self._skip_through
         types = self._types
         for item in items:
+            if item.offset < self._next_offset:
+                continue  # delivered already (before a hand-over or a re-read)
             self._next_offset = item.offset + 1
             if skip_through is not None and item.offset <= skip_through:
                 self._last_seq = item.seq
@@ -201,27 +221,15 @@ class StreamSession:
                 batch.append(item)
             if self.finished:
                 break
-            if len(batch) >= MAX_WRITE_EVENTS:
-                await self._write(batch, sink, protocol)
-                batch = []
-        if batch:
-            await self._write(batch, sink, protocol)
+        return batch
 
-    async def _write(self, batch: list[Delivery], sink: Sink, protocol: str) -> None:
-        """One write per batch: what queued while the previous write was in flight goes together.
-
-        The latency histogram takes one sample per write, the batch's oldest event.
-        """
-        await sink.send(batch)
-        self._delivered.labels(protocol).inc(len(batch))
-        self._batch_sizes.observe(len(batch))
-        self._latency.observe(max(time.time() - batch[0].ts, 0.0))
-
-    def _resume_offset(self) -> int | None:
-        position = self._resume.position
-        if position is None or position[0] != self._partition:
-            return None
-        return position[1]
+    async def _deliver(self, items: list[Delivery], sink: Sink, protocol: str) -> None:
+        """Write the next events of ``items`` through the sink, at most MAX_WRITE_EVENTS per write."""
+        batch = self._select(items)
+        for start in range(0, len(batch), MAX_WRITE_EVENTS):
+            part = batch[start:start + MAX_WRITE_EVENTS]
+            await sink.send(part)
+            observe_write(protocol, part, time.time())
 
     async def _ended_before_resume_point(self) -> bool:
         """A resume after the last event of a finished workflow: nothing more will come."""

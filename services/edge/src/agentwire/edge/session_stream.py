@@ -61,14 +61,14 @@ def format_cursor(cursor: dict[int, int]) -> str:
 def sse_frame(item: Delivery, cursor: str) -> bytes:
     """The event's SSE frame with the session cursor as its id (STREAM_END keeps its name here)."""
     if item.type == "STREAM_END":
-        body = b"event: STREAM_END\ndata: " + dumps(item.event.public(item.stream_id)) + b"\n\n"
+        body = b"event: STREAM_END\ndata: " + dumps(item.public()) + b"\n\n"
     else:
         body = item.sse.split(b"\n", 1)[1]
     return b"id: " + cursor.encode() + b"\n" + body
 
 
 def ws_message(item: Delivery, cursor: str) -> str:
-    return dumps({**item.event.public(item.stream_id), "cursor": cursor}).decode()
+    return dumps({**item.public(), "cursor": cursor}).decode()
 
 
 class SessionStream:

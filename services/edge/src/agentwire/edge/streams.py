@@ -7,13 +7,14 @@ import logging
 from datetime import UTC, datetime
 
 import orjson
-from aiohttp import WSMsgType, web
+from aiohttp import HttpVersion11, WSMsgType, web
 
 from agentwire.edge.frames import events_gone_frame, not_found_frame
 from agentwire.edge.keys import AUTH, CLIENTS, HUB, LOG, SETTINGS
 from agentwire.edge.resume import parse_resume, parse_types
 from agentwire.edge.session import Delivery, StreamSession
 from agentwire.edge.session_routes import session_sse, session_ws
+from agentwire.edge.wire import Wire, sse_wire, ws_wire
 from agentwire.kafka.metrics import gauge
 from agentwire.schema import TaskState
 from agentwire.service.http import TRACE_HEADER, ApiError, valid_id
@@ -55,8 +56,9 @@ def _session(request: web.Request, state: TaskState) -> StreamSession:
 
 
 class SseSink:
-    def __init__(self, response: web.StreamResponse) -> None:
+    def __init__(self, response: web.StreamResponse, wire: Wire | None) -> None:
         self._response = response
+        self.wire = wire
 
     async def send(self, batch: list[Delivery]) -> None:
         await self._response.write(b"".join(item.sse for item in batch))
@@ -81,6 +83,8 @@ async def stream_sse(request: web.Request) -> web.StreamResponse:
             TRACE_HEADER: request.get("trace_id", ""),
         }
     )
+    if request.version >= HttpVersion11:
+        response.enable_chunked_encoding()  # explicit: the live tail writes whole chunks (wire.py)
     await response.prepare(request)
     request.app[CLIENTS][id(request)] = request
     _open.labels("sse").inc()
@@ -93,7 +97,7 @@ async def stream_sse(request: web.Request) -> web.StreamResponse:
             await response.write(not_found_frame(workflow_id))
         else:
             session = _session(request, state)
-            await session.run(SseSink(response), "sse")
+            await session.run(SseSink(response, sse_wire(request, response, settings.streaming.buffer_size)), "sse")
             if session.gone:
                 await response.write(events_gone_frame(workflow_id))
         try:
@@ -107,12 +111,13 @@ async def stream_sse(request: web.Request) -> web.StreamResponse:
 
 
 class WsSink:
-    def __init__(self, ws: web.WebSocketResponse) -> None:
+    def __init__(self, ws: web.WebSocketResponse, wire: Wire | None) -> None:
         self._ws = ws
+        self.wire = wire
 
     async def send(self, batch: list[Delivery]) -> None:
         for item in batch:
-            await self._ws.send_str(item.ws)
+            await self._ws.send_frame(item.ws, WSMsgType.TEXT)
 
     async def keepalive(self) -> None:
         return None  # WebSocket pings are sent by aiohttp's heartbeat
@@ -126,7 +131,8 @@ async def stream_ws(request: web.Request) -> web.StreamResponse:
     parse_resume(request.headers.get("Last-Event-ID") or request.query.get("last_event_id"))
     request.app[AUTH].authenticate_stream(request, workflow_id)
     settings = request.app[SETTINGS]
-    ws = web.WebSocketResponse(heartbeat=settings.streaming.ws_ping_s)
+    # uncompressed: an event's frame is then the same bytes for every client (wire.py)
+    ws = web.WebSocketResponse(heartbeat=settings.streaming.ws_ping_s, compress=False)
     await ws.prepare(request)
     request.app[CLIENTS][id(request)] = request
     request["ws"] = ws
@@ -138,7 +144,7 @@ async def stream_ws(request: web.Request) -> web.StreamResponse:
             await ws.send_str(not_found_frame(workflow_id).split(b"data: ", 1)[1].strip().decode())
         else:
             session = _session(request, state)
-            await session.run(WsSink(ws), "ws")
+            await session.run(WsSink(ws, ws_wire(request, ws, settings.streaming.buffer_size)), "ws")
             if session.gone:
                 await ws.send_str(events_gone_frame(workflow_id).split(b"data: ", 1)[1].strip().decode())
         await ws.close(code=1000)
