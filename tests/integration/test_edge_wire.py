@@ -55,7 +55,15 @@ async def feed_live(feed: Feed, workflow_id: str, first: asyncio.Event) -> None:
     await feed.finish(workflow_id)
 
 
+async def metric(stack: Stack, name: str) -> float:
+    async with httpx.AsyncClient(timeout=10) as client:
+        text = (await client.get(f"{base(stack)}/metrics")).text
+    return sum(float(line.split()[-1]) for line in text.splitlines()
+               if line.startswith(name + " ") or line.startswith(name + "{"))
+
+
 async def test_http11_sse_live_events_arrive_as_whole_chunks(edge: Stack) -> None:
+    direct_before = await metric(edge, "agentwire_edge_live_writes_total")
     async with Feed(edge.bootstrap, edge.prefix) as feed:
         workflow_id = await start_live(edge, feed)
         first = asyncio.Event()
@@ -70,6 +78,7 @@ async def test_http11_sse_live_events_arrive_as_whole_chunks(edge: Stack) -> Non
                     first.set()
         await writer
     assert seqs == list(range(1, LIVE + 3))  # WORKFLOW_STARTED, the live events, WORKFLOW_COMPLETED
+    assert await metric(edge, "agentwire_edge_live_writes_total") > direct_before  # the tail wrote directly
 
 
 async def test_http10_sse_is_written_plain_and_ends_with_the_connection(edge: Stack) -> None:
@@ -99,6 +108,7 @@ async def test_ws_offered_compression_gets_whole_uncompressed_text_frames(edge: 
         writer = asyncio.create_task(feed_live(feed, workflow_id, first))
         url = base(edge).replace("http://", "ws://") + f"/api/v1/stream/ws?workflow_id={workflow_id}"
         seqs = []
+        direct_before = await metric(edge, "agentwire_edge_live_writes_total")
         async with websockets.connect(url, compression="deflate") as ws:  # the client offers permessage-deflate
             assert ws.response is not None and "Sec-WebSocket-Extensions" not in ws.response.headers
             async for message in ws:  # websockets rejects any malformed or interleaved frame
@@ -107,6 +117,7 @@ async def test_ws_offered_compression_gets_whole_uncompressed_text_frames(edge: 
                 first.set()
             assert ws.close_code == 1000
         await writer
+    assert await metric(edge, "agentwire_edge_live_writes_total") > direct_before
     assert seqs == list(range(1, LIVE + 4))  # ... and STREAM_END, then a clean close
 
 
@@ -124,10 +135,7 @@ async def test_a_ws_client_that_closes_mid_stream_ends_its_session(edge: Stack) 
             await feed.emit(workflow_id, message=f"after {i}", wait=True)
 
     async def no_open_ws() -> bool:
-        async with httpx.AsyncClient(timeout=10) as client:
-            text = (await client.get(f"{base(edge)}/metrics")).text
-        return sum(float(line.split()[-1]) for line in text.splitlines()
-                   if line.startswith('agentwire_edge_connections_open{protocol="ws"}')) == 0
+        return await metric(edge, 'agentwire_edge_connections_open{protocol="ws"}') == 0
 
     await eventually_async(no_open_ws, 30, "the WebSocket session ended")
     log = edge.services["edge"].tail(5000)

@@ -12,6 +12,7 @@ HISTORY_READ = counter("agentwire_edge_history_events_total", "History events re
 LATENCY = histogram("agentwire_edge_event_latency_seconds", "Event timestamp to written to the client",
                     buckets=LATENCY_BUCKETS)
 BATCH_SIZES = histogram("agentwire_edge_write_batch_events", "Events per write to a client", buckets=BATCH_BUCKETS)
+LIVE_WRITES = counter("agentwire_edge_live_writes_total", "Writes the live tail made straight to caught-up clients")
 
 
 def observe_write(protocol: str, batch: list[Delivery], now: float) -> None:
@@ -50,6 +51,7 @@ class WriteTally:
         for protocol, count in self._events.items():
             DELIVERED.labels(protocol).inc(count)
             total += count
+        LIVE_WRITES.inc(self._writes)
         BATCH_SIZES.observe(-(-total // self._writes))
         LATENCY.observe(max(now - self._first.ts, 0.0))
         self._events.clear()
