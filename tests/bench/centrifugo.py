@@ -116,15 +116,16 @@ async def phase(server: Server, feed: Feed, row: Row, protocol: str,
             else:
                 await steady_feed(feed, workflows, row)
             await feed.producer.flush()
-            await crowd.wait(1 + row.events, 120 + row.events * row.workflows / (row.rate or 10_000))
+            await crowd.wait(1 + row.events, 300 + row.events * row.workflows / (row.rate or 10_000))
             elapsed = time.perf_counter() - started
             user, system = (after - before for after, before in zip(cpu_times(server.pid), cpu_before, strict=True))
             cpu = user + system
         delivered = crowd.delivered - len(watchers)
+        dropped = crowd.dropped
     finally:
         await crowd.close()
     figures = {"per_cpu_s": delivered / max(cpu, 0.01), "per_s": delivered / elapsed, "cpu_s": cpu,
-               "sys_share": system / max(cpu, 0.01)}
+               "sys_share": system / max(cpu, 0.01), "dropped": dropped}
     if row.rate is not None:
         delays = sorted(d for w in watchers for d in w.latencies_after(cutoff))
         figures["p50_ms"] = statistics.median(delays) * 1000
@@ -177,6 +178,7 @@ def summarise(prefix: str, runs: dict[str, list[dict[str, float]]]) -> dict[str,
     for server, values in medians.items():
         out[f"{prefix}_{server}_per_cpu_s"] = round(values["per_cpu_s"])
         out[f"{prefix}_{server}_per_s"] = round(values["per_s"])
+        out[f"{prefix}_{server}_clients_dropped"] = max(r["dropped"] for r in runs[server])
         for key in ("p50_ms", "p99_ms"):
             if key in values:
                 out[f"{prefix}_{server}_{key}"] = round(values[key], 1)
