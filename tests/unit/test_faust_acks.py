@@ -118,3 +118,39 @@ async def test_the_pipeline_acknowledges_in_read_order() -> None:
     await pipeline.drain()
     shipping.cancel()
     assert ports.acked == list(range(300))
+
+
+async def test_a_row_is_written_only_after_the_states_and_commands_it_caused() -> None:
+    """A row that lands first would absorb a replay, which then could not publish them again."""
+    from agentwire.processor.pipeline import Pipeline as _Pipeline
+    from agentwire.schema import TaskSubmitted
+
+    sent: list[str] = []
+
+    class Recording(Producer):
+        async def send_batch(self, batch: Any, topic: str, *, partition: int) -> asyncio.Future[Any]:
+            sent.append(topic)
+            return await super().send_batch(batch, topic, partition=partition)
+
+    class WithTasks(Ports):
+        topic_state = "state"
+        topic_control = "control"
+
+        def load_task(self, workflow_id: str) -> Any:
+            return TaskSubmitted(workflow_id=workflow_id, tenant="t", query="q", session_id="s",
+                                 context={"token_budget": 10})
+
+    ports = WithTasks()
+    pipeline = _Pipeline(Sequencer(Limits(100_000, (50, 80, 100), 120.0)), ports, 12)
+    pipeline.producer = Recording()  # type: ignore[assignment]
+    shipping = asyncio.create_task(pipeline.run())
+    usage = {"tokens_used": 50, "input_tokens": 25, "output_tokens": 25}
+    task = ports.load_task("task-o")  # a budget of 10 tokens: the LLM_OUTPUT exhausts it
+    for n, (kind, payload) in enumerate([("WORKFLOW_STARTED", None), ("LLM_OUTPUT", usage)], start=1):
+        pipeline.add(n, b"task-o", encode(RawEvent(event_id=f"task-o:{n}", workflow_id="task-o", type=kind,
+                                                   payload=payload, task=task if n == 1 else None)))
+        pipeline.ready()
+    await pipeline.drain()
+    shipping.cancel()
+    assert "state" in sent and "control" in sent and "rows" in sent  # the budget ran out: a CancelTask
+    assert max(sent.index("state"), sent.index("control")) < sent.index("rows")

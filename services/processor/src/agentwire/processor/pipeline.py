@@ -6,8 +6,8 @@ lets the Sequencer advance the workflow's row, and appends the encoded outputs t
 the open batch, grouped by partition. ``Pipeline.run`` ships batches:
 
 1. the outputs, as one producer batch per partition, and waits for their delivery;
-2. then the rows' snapshots (taken when the batch closed) to the table's
-   changelog, task states, control commands and dead letters, and waits for those;
+2. then task states, control commands and dead letters, and waits for those; then
+   the rows' snapshots (taken when the batch closed) to the table's changelog;
 3. then acknowledges the batch's raw records, so faust may commit their offsets.
 
 Steps 2 and 3 run for several delivered batches at once, at most every
@@ -318,14 +318,16 @@ class Pipeline:
             batch.changed.add(workflow_id)
 
     async def _finish(self, batch: Batch) -> None:
-        """Step 2: rows, tasks, states, commands and dead letters into Kafka; then the acks."""
+        """Step 2: tasks, states, commands and dead letters into Kafka, then the rows; then the acks.
+
+        Everything a row's advance caused lands before the row itself: once a row remembers a
+        record, a replay of that record is absorbed and would not publish its state or command again.
+        """
         ports = self._ports
         deliveries: list[Awaitable[Any]] = []
         snapshots = batch.snapshots
         if batch.tasks:
             deliveries += [d for _, d, _ in await self._send(*ports.task_records(batch.tasks))]
-        if snapshots:
-            deliveries += [d for _, d, _ in await self._send(*ports.row_records(snapshots))]
         states = self._states(batch, snapshots)
         if states:
             deliveries += [d for _, d, _ in await self._send(ports.topic_state, states)]
@@ -338,6 +340,9 @@ class Pipeline:
         deliveries += [await self._dead_letter(record, reason) for record, reason in batch.dead]
         for delivery in deliveries:
             await delivery
+        if snapshots:
+            for _, delivery, _ in await self._send(*ports.row_records(snapshots)):
+                await delivery
         for workflow_id, snapshot in snapshots.items():
             if snapshot["status"] in TERMINAL_VALUES:
                 # Only now may the working set drop a finished row: until the table holds the
