@@ -18,15 +18,15 @@ import httpx
 import orjson
 import pytest
 import websockets
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from agentwire.kafka.partitioning import partition_for
 from agentwire.schema import TaskState, TaskStatus, Topics, encode
 from agentwire.schema.commands import TaskSubmitted
 from tests.support.sse import read_stream
 from tests.support.stack import Stack
+from tests.support.topics import values_of
 from tests.support.wait import eventually, eventually_async
 
 LIFETIME_S = 10.0
@@ -167,35 +167,9 @@ async def set_retention(bootstrap: str, topic: str, retention_ms: int) -> None:
 
 async def events_deleted(bootstrap: str, topic: str, workflow_id: str) -> bool:
     """True once no event of the workflow is left in its partition."""
-    tp = TopicPartition(topic, partition_for(workflow_id, 12))
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
-    await consumer.start()
-    try:
-        consumer.assign([tp])
-        end = (await consumer.end_offsets([tp]))[tp]
-        await consumer.seek_to_beginning(tp)
-        while await consumer.position(tp) < end:
-            for records in (await consumer.getmany(tp, timeout_ms=500)).values():
-                if any(r.key == workflow_id.encode() for r in records):
-                    return False
-        return True
-    finally:
-        await consumer.stop()
+    return not await values_of(bootstrap, topic, workflow_id)
 
 
 async def tombstoned(bootstrap: str, topic: str, workflow_id: str) -> bool:
     """True if the task-state topic holds a tombstone for the workflow."""
-    tp = TopicPartition(topic, partition_for(workflow_id, 12))
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
-    await consumer.start()
-    try:
-        consumer.assign([tp])
-        end = (await consumer.end_offsets([tp]))[tp]
-        await consumer.seek_to_beginning(tp)
-        while await consumer.position(tp) < end:
-            for records in (await consumer.getmany(tp, timeout_ms=500)).values():
-                if any(r.key == workflow_id.encode() and r.value is None for r in records):
-                    return True
-        return False
-    finally:
-        await consumer.stop()
+    return None in await values_of(bootstrap, topic, workflow_id)
