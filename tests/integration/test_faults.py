@@ -28,10 +28,10 @@ def own_stack(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Stack]:
         yield running
 
 
-def start_streams(stack: Stack, count: int) -> list[tuple[str, Reader]]:
+def start_streams(stack: Stack, count: int, speed: float = 1.5) -> list[tuple[str, Reader]]:
     started = []
     for i in range(count):
-        workflow_id = submit(stack, MODES[i % len(MODES)], speed=1.5, features=["dynamic_team_v1", "p2p_v1"])
+        workflow_id = submit(stack, MODES[i % len(MODES)], speed=speed, features=["dynamic_team_v1", "p2p_v1"])
         reader = Reader(stack, workflow_id, timeout=90)
         reader.start()
         started.append((workflow_id, reader))
@@ -80,7 +80,7 @@ def test_one_of_two_processors_killed(own_stack: Stack) -> None:
     second.wait_ready()
     first = own_stack.services["processor"]
     first.wait_ready()  # readiness follows a completed rebalance: both workers hold partitions now
-    readers = start_streams(own_stack, 8)
+    readers = start_streams(own_stack, 8, speed=0.4)  # plays of ≈ 6 s: still running at the kill
     wait_until_streaming(readers, 3)
     assert any(r.is_alive() for _, r in readers), "every stream ended before the kill"
     first.kill()
