@@ -6,7 +6,8 @@ lets the Sequencer advance the workflow's row, and appends the encoded outputs t
 the open batch, grouped by partition. ``Pipeline.run`` ships batches:
 
 1. the outputs, as one producer batch per partition, and waits for their delivery;
-2. then task states, control commands and dead letters, and waits for those; then
+   then sends the task states they changed;
+2. then control commands and dead letters, and waits for those and the states; then
    the rows' snapshots (taken when the batch closed) to the table's changelog;
 3. then acknowledges the batch's raw records, so faust may commit their offsets.
 
@@ -79,6 +80,7 @@ class Batch:
     commands: list[CancelTask | ApprovalDecision] = field(default_factory=list)
     dead: list[tuple[Any, str]] = field(default_factory=list)  # (record, reason) for the dead-letter topic
     acks: list[Any] = field(default_factory=list)  # raw records to acknowledge, in order
+    states: list[Any] = field(default_factory=list)  # deliveries of the task states sent in step 1
     records: int = 0  # raw records
     events: int = 0  # raw events in them (a frame holds several)
     absorbed: int = 0  # raw events that changed a row but published nothing (or nothing at all)
@@ -134,6 +136,7 @@ class Pipeline:
         self._finish_interval_s = finish_interval_s
         self.producer: Producer | None = None  # set once the worker's producer started
         self.rows: dict[str, Row] = {}  # the working set: rows of workflows not yet ended
+        self._unstored: dict[str, TaskSubmitted] = {}  # admitted tasks whose table write is still to come
         self.current = Batch()
         self._pending = asyncio.Event()
         self._idle = asyncio.Event()  # set while nothing is open or being shipped
@@ -212,6 +215,7 @@ class Pipeline:
         if outcome.task is not None:
             batch.tasks.append(outcome.task)
             batch.changed.add(workflow_id)
+            self._unstored[workflow_id] = outcome.task
         if outcome.commands:
             batch.commands.extend(outcome.commands)
         events = outcome.events
@@ -299,9 +303,16 @@ class Pipeline:
         await self._idle.wait()
 
     async def _deliver(self, batch: Batch) -> None:
-        """Step 1: publish the outputs and wait for Kafka."""
-        if not batch.outputs:
-            return
+        """Step 1: publish the outputs and wait for Kafka; then send the task states they changed."""
+        if batch.outputs:
+            await self._deliver_outputs(batch)
+        # Task states go out right behind the outputs (a client that saw the stream end reads the
+        # final status at once); step 2 waits for them before it writes the rows.
+        states = self._states(batch, batch.snapshots)
+        if states:
+            batch.states = [d for _, d, _ in await self._send(self._ports.topic_state, states)]
+
+    async def _deliver_outputs(self, batch: Batch) -> None:
         sent = await self._send(self._ports.topic_events, batch.outputs)
         bases = {partition: [] for partition in batch.outputs}
         for partition, delivery, count in sent:
@@ -318,7 +329,7 @@ class Pipeline:
             batch.changed.add(workflow_id)
 
     async def _finish(self, batch: Batch) -> None:
-        """Step 2: tasks, states, commands and dead letters into Kafka, then the rows; then the acks.
+        """Step 2: tasks, commands and dead letters (and step 1's states) into Kafka, then the rows; then acks.
 
         Everything a row's advance caused lands before the row itself: once a row remembers a
         record, a replay of that record is absorbed and would not publish its state or command again.
@@ -328,9 +339,9 @@ class Pipeline:
         snapshots = batch.snapshots
         if batch.tasks:
             deliveries += [d for _, d, _ in await self._send(*ports.task_records(batch.tasks))]
-        states = self._states(batch, snapshots)
-        if states:
-            deliveries += [d for _, d, _ in await self._send(ports.topic_state, states)]
+            for task in batch.tasks:  # in the table now
+                self._unstored.pop(task.workflow_id, None)
+        deliveries += batch.states
         if batch.commands:
             commands: Records = {}
             for command in batch.commands:
@@ -358,7 +369,7 @@ class Pipeline:
             snapshot = snapshots.get(workflow_id)
             if snapshot is None:
                 continue
-            task = self._ports.load_task(workflow_id)  # tasks of this batch were stored just before
+            task = self._unstored.get(workflow_id) or self._ports.load_task(workflow_id)
             if task is None:
                 continue
             state = state_of(task, Row.model_validate(snapshot))
@@ -436,6 +447,7 @@ def combined(batches: list[Batch]) -> Batch:
         whole.commands += batch.commands
         whole.dead += batch.dead
         whole.acks += batch.acks
+        whole.states += batch.states
     return whole
 
 
