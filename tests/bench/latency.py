@@ -167,10 +167,7 @@ def main() -> None:
         stack.add("processor", "agentwire-processor")
         stack.add("edge", "agentwire-edge")
         try:
-            for service in stack.services.values():
-                service.start()
-            for service in stack.services.values():
-                service.wait_ready()
+            stack.start_all()
             topics = Topics(stack.prefix)
             asyncio.run(append_times(bootstrap, [topics.events_raw, topics.events]))
             figures: dict[str, float] = {}

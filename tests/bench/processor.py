@@ -237,10 +237,7 @@ def end_to_end(bootstrap: str, workdir: Path) -> dict[str, object]:
         stack = run.stack
         processor = stack.add("processor", "agentwire-processor")
         runner = stack.add("runner", "agentwire-runner")
-        for service in (processor, runner):
-            service.start()
-        for service in (processor, runner):
-            service.wait_ready()
+        stack.start_all()
         assert processor.process is not None and runner.process is not None
         pids = [processor.process.pid]
         topics = run.kafka.topics

@@ -228,10 +228,7 @@ def main() -> None:
                              ("ingest", "agentwire-ingest"), ("edge", "agentwire-edge")]:
             stack.add(name, script)
         try:
-            for service in stack.services.values():
-                service.start()
-            for service in stack.services.values():
-                service.wait_ready()
+            stack.start_all()
             topics = Topics(stack.prefix)
             base = stack.services["ingest"].health_url.removesuffix("/health")
             written = 0

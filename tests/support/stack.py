@@ -137,6 +137,10 @@ class Stack:
         self.add("processor", "agentwire-processor")
         self.add("runner", "agentwire-runner")
         self.add("gateway", "agentwire-gateway")
+        self.start_all()
+
+    def start_all(self) -> None:
+        """Start every service added so far, then wait until each is ready."""
         for service in self.services.values():
             service.start()
         for service in self.services.values():

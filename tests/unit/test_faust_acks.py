@@ -89,9 +89,6 @@ class Ports:
     def task_records(self, tasks: list[Any]) -> tuple[str, dict[int, list[tuple[bytes, bytes]]]]:
         return "tasks", {}
 
-    def forget(self, workflow_id: str) -> None:
-        pass
-
     def dead_letter(self, record: Any, reason: str) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
         return b"", b"", [("source_topic", b"raw")]
 
@@ -122,7 +119,6 @@ async def test_the_pipeline_acknowledges_in_read_order() -> None:
 
 async def test_a_row_is_written_only_after_the_states_and_commands_it_caused() -> None:
     """A row that lands first would absorb a replay, which then could not publish them again."""
-    from agentwire.processor.pipeline import Pipeline as _Pipeline
     from agentwire.schema import TaskSubmitted
 
     sent: list[str] = []
@@ -141,7 +137,7 @@ async def test_a_row_is_written_only_after_the_states_and_commands_it_caused() -
                                  context={"token_budget": 10})
 
     ports = WithTasks()
-    pipeline = _Pipeline(Sequencer(Limits(100_000, (50, 80, 100), 120.0)), ports, 12)
+    pipeline = Pipeline(Sequencer(Limits(100_000, (50, 80, 100), 120.0)), ports, 12)
     pipeline.producer = Recording()  # type: ignore[assignment]
     shipping = asyncio.create_task(pipeline.run())
     usage = {"tokens_used": 50, "input_tokens": 25, "output_tokens": 25}

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from aiokafka.errors import KafkaError
 
-from agentwire.processor.pipeline import decode_record
+from agentwire.processor.records import decode_record
 from agentwire.runner.framing import MAX_FRAME_EVENTS, Framer
 from agentwire.schema import RawEvent, encode, encode_many
 

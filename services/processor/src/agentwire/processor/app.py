@@ -25,7 +25,8 @@ from pydantic import TypeAdapter
 
 from agentwire.kafka import make_producer, partition_for
 from agentwire.kafka.metrics import counter, gauge
-from agentwire.processor.pipeline import TERMINAL_VALUES, Pipeline, Records
+from agentwire.processor.pipeline import Pipeline, Records
+from agentwire.processor.records import TERMINAL_VALUES
 from agentwire.processor.row import Row
 from agentwire.processor.sequencer import Limits, Sequencer
 from agentwire.schema import (
@@ -129,9 +130,6 @@ class Processor:
             data[key] = value
             records.setdefault(partition_for(key, partitions), []).append((dumps(key), dumps(value)))
         return table.changelog_topic.get_topic_name(), records
-
-    def forget(self, workflow_id: str) -> None:
-        """A workflow ended and its terminal row is stored: nothing to keep in memory for it."""
 
     def dead_letter(self, record: Any, reason: str) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]:
         message = record.message

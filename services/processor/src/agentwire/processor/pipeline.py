@@ -34,17 +34,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, Protocol
 
-import orjson
-from pydantic import ValidationError
-
 from agentwire.kafka import partition_for
 from agentwire.kafka.metrics import LATENCY_BUCKETS, counter, gauge, histogram
+from agentwire.processor.records import TERMINAL_VALUES, decode_record, state_of
 from agentwire.processor.row import Row
 from agentwire.processor.sequencer import Outcome, Sequencer
 from agentwire.schema import (
@@ -52,12 +49,9 @@ from agentwire.schema import (
     CancelTask,
     InternalType,
     RawEvent,
-    TaskState,
-    TaskStatus,
     TaskSubmitted,
     dumps,
     encode,
-    utcnow,
 )
 
 log = logging.getLogger(__name__)
@@ -106,7 +100,6 @@ class Ports(Protocol):
     def load_task(self, workflow_id: str) -> TaskSubmitted | None: ...
     def row_records(self, snapshots: dict[str, dict[str, Any]]) -> tuple[str, Records]: ...
     def task_records(self, tasks: list[TaskSubmitted]) -> tuple[str, Records]: ...
-    def forget(self, workflow_id: str) -> None: ...
     def dead_letter(self, record: Any, reason: str) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]: ...
     async def ack(self, records: list[Any]) -> None: ...
 
@@ -360,7 +353,6 @@ class Pipeline:
                 # terminal snapshot, a late event would be sequenced against a stale row.
                 if self.rows.get(workflow_id) is batch.rows[workflow_id]:
                     del self.rows[workflow_id]
-                ports.forget(workflow_id)
         await ports.ack(batch.acks)
 
     def _states(self, batch: Batch, snapshots: dict[str, dict[str, Any]]) -> Records:
@@ -431,9 +423,6 @@ class Pipeline:
         return child
 
 
-TERMINAL_VALUES = frozenset(status.value for status in TaskStatus if status.terminal)
-
-
 def combined(batches: list[Batch]) -> Batch:
     """Several delivered batches as one for step 2: each row's latest snapshot, everything else in order."""
     if len(batches) == 1:
@@ -451,31 +440,6 @@ def combined(batches: list[Batch]) -> Batch:
     return whole
 
 
-def decode_record(key: bytes | None, value: bytes | None) -> list[RawEvent]:
-    """A raw record's events: one JSON object, or a frame (a JSON array) of one workflow's events.
-
-    Raises ValueError (with a reason for the dead-letter topic) when any part is malformed;
-    a frame is taken whole or not at all.
-    """
-    if value is None:
-        raise ValueError("record has no value")
-    try:
-        data = orjson.loads(value)
-    except orjson.JSONDecodeError as exc:
-        raise ValueError(f"cannot decode RawEvent: {exc}") from exc
-    items: Iterable[Any] = data if isinstance(data, list) else (data,)
-    try:
-        raws = [RawEvent.model_validate(item) for item in items]
-    except ValidationError as exc:
-        raise ValueError(f"cannot decode RawEvent: {exc}") from exc
-    if not raws:
-        raise ValueError("empty frame")
-    for raw in raws:
-        if key != raw.workflow_id.encode():
-            raise ValueError("record key does not match workflow_id")
-    return raws
-
-
 def _offset_of(bases: list[tuple[int, int]], index: int) -> int:
     """The offset of the index-th record sent to a partition, given its batches' (base offset, count)."""
     for base, count in bases:
@@ -483,27 +447,3 @@ def _offset_of(bases: list[tuple[int, int]], index: int) -> int:
             return base + index
         index -= count
     raise IndexError(index)
-
-
-def state_of(task: TaskSubmitted, row: Row) -> TaskState:
-    return TaskState(
-        task=task,
-        status=row.status,
-        progress=row.progress,
-        result=row.result,
-        error=row.error,
-        model_used=row.model_used,
-        provider=row.provider,
-        usage=row.usage,
-        control=row.control,
-        approvals=row.approvals,
-        last_seq=row.seq,
-        first_offset=row.first_offset,
-        updated_at=_dt(row.updated_at) or utcnow(),
-        completed_at=_dt(row.completed_at),
-    )
-
-
-def _dt(epoch: float | None) -> datetime | None:
-    return datetime.fromtimestamp(epoch, UTC) if epoch else None
-
