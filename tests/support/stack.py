@@ -111,6 +111,10 @@ class Stack:
                 "AGENTWIRE_STORE__DSN": self.dsn,
                 "ENVIRONMENT": "test",
                 "PYTHONUNBUFFERED": "1",
+                # Every test shares one key (or the anonymous principal) for the whole session, and a fast
+                # machine runs far more than the default 60 requests a minute through it; the limit itself
+                # is tested with a key of its own (tests/e2e/test_api_auth.py::test_rate_limit_per_key).
+                "AGENTWIRE_RATE_LIMITS__PER_MINUTE": "1000000",
             }
         )
         env.update(self.extra_env)
