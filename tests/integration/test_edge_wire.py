@@ -48,11 +48,24 @@ async def start_live(stack: Stack, feed: Feed) -> str:
     return workflow_id
 
 
-async def feed_live(feed: Feed, workflow_id: str, first: asyncio.Event) -> None:
+async def feed_live(feed: Feed, workflow_id: str, first: asyncio.Event, stack: Stack | None = None,
+                    direct_before: float = 0.0) -> None:
+    """The live events once the client saw the first; with ``stack``, once the tail writes to it directly.
+
+    A client that has seen its first event may still be catching up, and a fast feed can then hand it
+    every event through its session's queue: no direct write at all. Waiting for the hand-over makes the
+    live events go through the direct writer these tests are about.
+    """
     await asyncio.wait_for(first.wait(), 30)
+    if stack is not None:
+        await eventually_async(lambda: _more_direct_clients(stack, direct_before), what="direct hand-over")
     for i in range(LIVE):
         await feed.emit(workflow_id, message=f"live {i}")
     await feed.finish(workflow_id)
+
+
+async def _more_direct_clients(stack: Stack, before: float) -> bool:
+    return await metric(stack, "agentwire_edge_direct_clients") > before
 
 
 async def metric(stack: Stack, name: str) -> float:
@@ -64,11 +77,12 @@ async def metric(stack: Stack, name: str) -> float:
 
 async def test_http11_sse_live_events_arrive_as_whole_chunks(edge: Stack) -> None:
     direct_before = await metric(edge, "agentwire_edge_live_writes_total")
+    clients_before = await metric(edge, "agentwire_edge_direct_clients")
     async with Feed(edge.bootstrap, edge.prefix) as feed:
         workflow_id = await start_live(edge, feed)
         first = asyncio.Event()
         seqs: list[int] = []
-        writer = asyncio.create_task(feed_live(feed, workflow_id, first))
+        writer = asyncio.create_task(feed_live(feed, workflow_id, first, edge, clients_before))
         async with httpx.AsyncClient(timeout=60) as client, client.stream(
                 "GET", f"{base(edge)}/api/v1/stream/sse", params={"workflow_id": workflow_id}) as response:
             assert response.headers["transfer-encoding"] == "chunked"
@@ -105,10 +119,11 @@ async def test_ws_offered_compression_gets_whole_uncompressed_text_frames(edge: 
     async with Feed(edge.bootstrap, edge.prefix) as feed:
         workflow_id = await start_live(edge, feed)
         first = asyncio.Event()
-        writer = asyncio.create_task(feed_live(feed, workflow_id, first))
+        direct_before = await metric(edge, "agentwire_edge_live_writes_total")
+        clients_before = await metric(edge, "agentwire_edge_direct_clients")
+        writer = asyncio.create_task(feed_live(feed, workflow_id, first, edge, clients_before))
         url = base(edge).replace("http://", "ws://") + f"/api/v1/stream/ws?workflow_id={workflow_id}"
         seqs = []
-        direct_before = await metric(edge, "agentwire_edge_live_writes_total")
         async with websockets.connect(url, compression="deflate") as ws:  # the client offers permessage-deflate
             assert ws.response is not None and "Sec-WebSocket-Extensions" not in ws.response.headers
             async for message in ws:  # websockets rejects any malformed or interleaved frame

@@ -110,6 +110,12 @@ class LiveHub:
         self._overflows = counter("agentwire_edge_slow_client_catchups_total",
                                   "Clients switched to catching up from Kafka after filling their buffer")
         self._partitions = gauge("agentwire_edge_assigned_partitions", "Partitions the live tail is assigned")
+        # counted when scraped, so the hot path pays nothing for it
+        gauge("agentwire_edge_direct_clients", "Caught-up clients the live tail writes to directly").set_function(
+            self.direct_clients)
+
+    def direct_clients(self) -> int:
+        return sum(sub.direct is not None for subs in self._subs.values() for sub in subs)
 
     async def start(self) -> None:
         # A fetch waits at most 5 ms for 64 KB: under load a fetch round trip (aiokafka's cost is per
