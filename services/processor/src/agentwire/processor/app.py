@@ -166,15 +166,23 @@ class Processor:
             add = pipeline.add
             buffered = manual.channel.queue  # what faust has read for this stream and not yet yielded
             highwater = app.consumer.highwater
+            # The last highwater read per partition: it only grows, so a record below it is
+            # certainly behind, and the consumer is asked again only at the cached mark
+            # (asking costs ≈ 4 % of the worker's CPU when done for every record).
+            marks: dict[Any, int] = {}
             async for event in manual.events():
                 message = event.message
                 add(event, message.key, message.value)
                 if pipeline.full:
                     await pipeline.room()
-                elif buffered.empty() and message.offset + 1 >= (highwater(message.tp) or 0):
-                    # Caught up with the partition: ship now. Behind it (under load), let the batch
-                    # grow with the records that are already waiting, up to its size limit.
-                    pipeline.ready()
+                elif buffered.empty():
+                    tp, after = message.tp, message.offset + 1
+                    if after >= marks.get(tp, 0):
+                        mark = marks[tp] = highwater(tp) or 0
+                        if after >= mark:
+                            # Caught up with the partition: ship now. Behind it (under load), let
+                            # the batch grow with the records already waiting, up to its size limit.
+                            pipeline.ready()
 
         @app.task
         async def ship() -> None:
