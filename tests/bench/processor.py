@@ -63,10 +63,12 @@ def workflow_events(workflow_id: str, count: int) -> tuple[list[bytes], int]:
     while len(body) < count - 1:
         body.append(("LLM_PARTIAL", None, "padding chunk "))
     body.append(("WORKFLOW_COMPLETED", {"result": "done"}, "All done"))
-    records = [
+    task = TaskSubmitted(workflow_id=workflow_id, tenant="bench", query="q", session_id="bench").model_dump(
+        mode="json")
+    records = [  # like the runner's: the first event carries the task (a workflow the processor knows)
         orjson.dumps({"event_id": f"{workflow_id}:{n}", "workflow_id": workflow_id, "type": kind,
                       "agent_id": "bench-agent", "message": message, "payload": payload,
-                      "timestamp": "2026-01-01T00:00:00Z"})
+                      "timestamp": "2026-01-01T00:00:00Z", **({"task": task} if n == 1 else {})})
         for n, (kind, payload, message) in enumerate(body, start=1)
     ]
     return records, len(records) + agents + 1  # + PROGRESS per AGENT_COMPLETED, + STREAM_END

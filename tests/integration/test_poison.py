@@ -41,8 +41,10 @@ def poison(topic: str, workflow_id: str) -> tuple[list[tuple[bytes, bytes | None
         return records, {malformed, b'{"kind": "explode"}'}
     if topic == "events.raw":
         mismatch = b'{"event_id": "%s:1", "workflow_id": "other", "type": "PROGRESS"}' % wf
-        records = [(BAD_KEY, malformed), (b"k", b'{"type": 7}'), (wf, mismatch)]
-        return records, {malformed, b'{"type": 7}', mismatch}
+        # a runner's event for a workflow never submitted (or past its lifetime): never a new workflow
+        unknown = b'{"event_id": "%s:5", "workflow_id": "%s", "type": "AGENT_STARTED"}' % (wf, wf)
+        records = [(BAD_KEY, malformed), (b"k", b'{"type": 7}'), (wf, mismatch), (wf, unknown)]
+        return records, {malformed, b'{"type": 7}', mismatch, unknown}
     if topic == "events":
         unknown = b'{"workflow_id": "task-nobody", "type": "AGENT_STARTED", "seq": 1, "event_id": "e",' \
                   b' "timestamp": "2026-01-01T00:00:00Z"}'

@@ -220,10 +220,23 @@ def test_runner_stream_end_is_ignored() -> None:
     assert h.types.count("STREAM_END") == 1
 
 
-def test_events_without_admission_still_sequence() -> None:
+def test_a_plays_first_event_may_precede_its_admission() -> None:
     sequencer = Sequencer(Limits(100, (50, 80, 100), 120.0))
-    out = sequencer.apply(None, RawEvent(event_id="w:1", workflow_id="w", type="WORKFLOW_STARTED"), NOW)
-    assert out.row is not None and [e["seq"] for e in out.events] == [1]
+    task = TaskSubmitted(workflow_id="w", tenant="t", query="q", session_id="s")
+    out = sequencer.apply(None, RawEvent(event_id="w:1", workflow_id="w", type="WORKFLOW_STARTED", task=task), NOW)
+    assert out.row is not None and [e["seq"] for e in out.events] == [1] and out.task == task
+
+
+def test_an_unknown_workflow_never_becomes_a_new_one() -> None:
+    """No row and no task: never submitted, or past its lifetime. Nothing is published or stored."""
+    sequencer = Sequencer(Limits(100, (50, 80, 100), 120.0))
+    event = sequencer.apply(None, RawEvent(event_id="w:7", workflow_id="w", type="AGENT_STARTED"), NOW)
+    assert event.unknown and event.row is None and not event.events
+    for raw in (RawEvent(event_id="w:timeout:1", workflow_id="w", type=InternalType.TIMEOUT),
+                RawEvent(event_id="w:control:3", workflow_id="w", type="_CONTROL",
+                         payload={"kind": "cancel", "workflow_id": "w"})):
+        absorbed = sequencer.apply(None, raw, NOW)
+        assert absorbed.row is None and not absorbed.events and not absorbed.unknown and not absorbed.state_changed
 
 
 def _tick(h: Harness, now: float) -> Outcome:

@@ -78,6 +78,7 @@ class Batch:
     records: int = 0  # raw records
     events: int = 0  # raw events in them (a frame holds several)
     absorbed: int = 0  # raw events that changed a row but published nothing (or nothing at all)
+    unknown: int = 0  # raw events of unknown workflows (their records go to the dead-letter topic)
     published: int = 0  # outputs
     derived: dict[str, int] = field(default_factory=dict)  # outputs the processor added, by type
     terminal: dict[str, int] = field(default_factory=dict)  # workflows that ended, by status
@@ -190,14 +191,21 @@ class Pipeline:
         batch.events += len(raws)
         now = time.time()
         for raw in raws:
-            self._apply(batch, raw, now)
+            if self._apply(batch, raw, now):
+                batch.dead.append((record, f"unknown workflow {raw.workflow_id!r} (never submitted, or past "
+                                           "its lifetime)"))
+                batch.unknown += len(raws)
+                return  # a frame holds one workflow's events: all of them are unknown
 
-    def _apply(self, batch: Batch, raw: RawEvent, now: float) -> None:
+    def _apply(self, batch: Batch, raw: RawEvent, now: float) -> bool:
+        """Sequence one raw event into the batch; True when its workflow is unknown (nothing was done)."""
         workflow_id = raw.workflow_id
         row = self.rows.get(workflow_id)
         if row is None:
             row = self._ports.load_row(workflow_id)
         outcome: Outcome = self._sequencer.apply(row, raw, now)
+        if outcome.unknown:
+            return True
         if outcome.row is not None:
             self.rows[workflow_id] = batch.rows[workflow_id] = outcome.row
             if outcome.state_changed:
@@ -214,7 +222,7 @@ class Pipeline:
         events = outcome.events
         if not events:
             batch.absorbed += 1
-            return
+            return False
         partition = _partition(workflow_id, self._partitions)
         queue = batch.outputs.get(partition)
         if queue is None:
@@ -229,6 +237,7 @@ class Pipeline:
                 kind = event["type"]
                 batch.derived[kind] = batch.derived.get(kind, 0) + 1
         batch.published += len(events)
+        return False
 
     # --- per batch ------------------------------------------------------------------
 
@@ -404,8 +413,8 @@ class Pipeline:
         self._batch_records.observe(batch.records)
         if batch.published:
             self._published.inc(batch.published)
-        if batch.events > batch.absorbed:
-            self._sequenced.inc(batch.events - batch.absorbed)
+        if batch.events > batch.absorbed + batch.unknown:
+            self._sequenced.inc(batch.events - batch.absorbed - batch.unknown)
         if batch.absorbed:
             self._absorbed.inc(batch.absorbed)
         for kind, count in batch.derived.items():

@@ -47,6 +47,7 @@ class Outcome:
     events: list[Output] = field(default_factory=list)  # wire-shaped Event dicts
     state_changed: bool = False
     commands: list[CancelTask | ApprovalDecision] = field(default_factory=list)
+    unknown: bool = False  # a runner's event for a workflow this processor has no row or task for
 
 
 TERMINAL_STATUS = {
@@ -64,15 +65,16 @@ class Sequencer:
         if raw.type == InternalType.TASK_ADMITTED:
             return self._admit(row, raw, now)
         if row is None:
-            if raw.task is None:
-                row = Row(workflow_id=raw.workflow_id, token_budget=self._limits.default_token_budget,
-                          last_activity=now, updated_at=now)
-            else:
+            if raw.task is not None:  # a play's first event carries its task: it may precede the admission
                 admitted = self._admit(None, raw, now)
                 assert admitted.row is not None
                 outcome = self._sequence(admitted.row, raw, now)
                 outcome.task = raw.task
                 return outcome
+            if raw.type in (InternalType.TIMEOUT, "_CONTROL"):
+                return Outcome(row=None)  # nothing to time out or control: absorbed
+            # Never submitted, or past its lifetime (its row is gone): never a new workflow.
+            return Outcome(row=None, unknown=True)
         if row.terminal:
             return Outcome(row=None)
         if raw.type == InternalType.TIMEOUT:
