@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from agentwire.schema import TaskState, TaskStatus, Topics, encode
+from agentwire.schema import RawEvent, TaskState, TaskStatus, Topics, encode
 from agentwire.schema.commands import TaskSubmitted
 from tests.support.sse import read_stream
 from tests.support.stack import Stack
@@ -110,6 +110,31 @@ def test_a_task_past_its_lifetime_is_gone_from_every_route_and_topic(short_lived
     assert asyncio.run(tombstoned(short_lived.bootstrap, topics.task_state, workflow_id))
     asyncio.run(eventually_async(lambda: events_deleted(short_lived.bootstrap, topics.events, workflow_id),
                                  LIFETIME_S + 20, "the workflow's events deleted by the broker"))
+    processor_forgets(short_lived, workflow_id)
+
+
+def processor_forgets(stack: Stack, workflow_id: str) -> None:
+    """The processor tombstones the workflow's row and task, and a late event cannot bring it back."""
+    bootstrap, topics = stack.bootstrap, Topics(stack.prefix)
+    for table in ("workflows", "tasks"):
+        changelog = f"{stack.prefix}-processor-{table}-changelog"
+
+        async def forgotten(changelog: str = changelog) -> bool:
+            values = await values_of(bootstrap, changelog, orjson.dumps(workflow_id).decode(),
+                                     partition_key=workflow_id)
+            return bool(values) and values[-1] is None
+
+        asyncio.run(eventually_async(forgotten, 30, f"a tombstone on {changelog}"))
+    # A runner's late event for it (a retry after a long partition): dead-lettered, no new state
+    late = encode(RawEvent(event_id=f"{workflow_id}:99", workflow_id=workflow_id, type="AGENT_STARTED"))
+    asyncio.run(send(bootstrap, topics.events_raw, workflow_id, late))
+
+    async def dead_lettered() -> bool:
+        return late in await values_of(bootstrap, topics.dlq, workflow_id)
+
+    asyncio.run(eventually_async(dead_lettered, 30, "the late event in the dead-letter topic"))
+    assert asyncio.run(values_of(bootstrap, topics.task_state, workflow_id))[-1] is None
+    assert httpx.get(f"{stack.base_url}/api/v1/tasks/{workflow_id}", timeout=10).status_code == 404
 
 
 def test_stream_of_an_ended_workflow_without_events_ends_with_the_documented_error(short_lived: Stack) -> None:
@@ -173,3 +198,12 @@ async def events_deleted(bootstrap: str, topic: str, workflow_id: str) -> bool:
 async def tombstoned(bootstrap: str, topic: str, workflow_id: str) -> bool:
     """True if the task-state topic holds a tombstone for the workflow."""
     return None in await values_of(bootstrap, topic, workflow_id)
+
+
+async def send(bootstrap: str, topic: str, key: str, value: bytes) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, value, key=key.encode())
+    finally:
+        await producer.stop()

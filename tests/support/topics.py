@@ -7,9 +7,14 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from agentwire.kafka.partitioning import partition_for
 
 
-async def values_of(bootstrap: str, topic: str, key: str, partitions: int = 12) -> list[bytes | None]:
-    """Every value (None for a tombstone) the key's partition holds for ``key``, oldest first."""
-    tp = TopicPartition(topic, partition_for(key, partitions))
+async def values_of(bootstrap: str, topic: str, key: str, partitions: int = 12,
+                    partition_key: str | None = None) -> list[bytes | None]:
+    """Every value (None for a tombstone) the key's partition holds for ``key``, oldest first.
+
+    ``partition_key`` names the partition when the record key is not the workflow id itself (the
+    processor's changelogs key a workflow by its JSON-encoded id, in the workflow's partition).
+    """
+    tp = TopicPartition(topic, partition_for(partition_key or key, partitions))
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
     await consumer.start()
     try:

@@ -24,7 +24,7 @@ from typing import Any
 from faust.transport.consumer import Consumer
 from faust.types import TP
 
-from agentwire.processor.pipeline import Pipeline
+from agentwire.processor.pipeline import Changelog, Pipeline
 from agentwire.processor.sequencer import Limits, Sequencer
 from agentwire.schema import RawEvent, encode
 
@@ -83,11 +83,17 @@ class Ports:
     def load_task(self, workflow_id: str) -> None:
         return None
 
-    def row_records(self, snapshots: dict[str, Any]) -> tuple[str, dict[int, list[tuple[bytes, bytes]]]]:
-        return "rows", {0: [(b"k", b"v")]} if snapshots else {}
+    def row_records(self, snapshots: dict[str, Any]) -> list[Changelog]:
+        return [Changelog("rows", {0: [(b"k", b"v")]} if snapshots else {})]
 
-    def task_records(self, tasks: list[Any]) -> tuple[str, dict[int, list[tuple[bytes, bytes]]]]:
-        return "tasks", {}
+    def task_records(self, tasks: list[Any]) -> Changelog:
+        return Changelog("tasks", {})
+
+    def expire_records(self, workflow_ids: list[str]) -> list[Changelog]:
+        return []
+
+    def written(self, changelog: Changelog, last_offsets: dict[int, int]) -> None:
+        pass
 
     def dead_letter(self, record: Any, reason: str) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
         return b"", b"", [("source_topic", b"raw")]

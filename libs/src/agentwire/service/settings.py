@@ -114,7 +114,13 @@ class ProcessorSettings(BaseModel):
     budget_thresholds: list[int] = Field(default_factory=lambda: [50, 80, 100])
     workflow_timeout_s: float = Field(120.0, gt=0)
     timeout_check_interval_s: float = Field(5.0, gt=0)
-    data_dir: str = ".data/processor"
+    data_dir: str = ".data/processor"  # the tables' RocksDB files (rebuilt from their changelogs when lost)
+    # Memory the tables' RocksDB may use for write buffers and block caches, split over the
+    # partitions a worker holds: the processor's memory does not grow with history.
+    table_memory_mb: int = Field(64, ge=8)
+    # Rows of ended workflows past retention.tasks_days are tombstoned by a scan of this many rows
+    # per retention.sweep_interval_s (one pass over the whole table every rows/this intervals).
+    sweep_rows: int = Field(20_000, ge=1)
     # A shipped batch holds at most this many raw records, and records wait at most this long for
     # the reader to catch up with its partitions (at light load a batch ships at once).
     batch_max_records: int = Field(1000, ge=1)

@@ -10,22 +10,33 @@ Agents:
 The tables keep faust's changelog topics and recovery; the pipeline writes their
 changelog records itself, through its own producer, because it writes a row only
 after the row's outputs were delivered, long after faust's "current event" moved on.
+
+Tables and memory: ``workflows`` (rows) and ``tasks`` live in faust's RocksDB store
+(rocksdict), on disk, with write buffers and caches bounded by
+``processor.table_memory_mb``; only ``live`` (the ids of workflows that have not
+ended) is held in memory, so memory and the timeout scan depend on the live
+workflows, never on history. A restart with its data directory recovers only the
+changelog records written after the offsets the store remembers. Rows of workflows
+that ended more than ``retention.tasks_days`` ago are tombstoned (sweep below).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import faust
+import orjson
 from aiokafka import AIOKafkaProducer
-from faust.types import EventT, StreamT
+from faust.stores.rocksdb import Store as RocksStore
+from faust.types import TP, EventT, StreamT
 from pydantic import TypeAdapter
 
 from agentwire.kafka import make_producer, partition_for
 from agentwire.kafka.metrics import counter, gauge
-from agentwire.processor.pipeline import Pipeline, Records
+from agentwire.processor.pipeline import Changelog, Pipeline, Records
 from agentwire.processor.records import TERMINAL_VALUES
 from agentwire.processor.row import Row
 from agentwire.processor.sequencer import Limits, Sequencer
@@ -53,7 +64,7 @@ def faust_app(settings: Settings, name: str) -> faust.App:
     return faust.App(
         name,
         broker=f"kafka://{kafka.bootstrap_servers}",
-        store="memory://",
+        store="rocksdb://",  # the tables' default (the live set says memory: it is small)
         topic_partitions=kafka.partitions,
         topic_replication_factor=kafka.replication_factor,
         table_standby_replicas=0,
@@ -84,8 +95,13 @@ class Processor:
         self.inbound = self.app.topic(topics.tasks, topics.control, **raw)
         self.raw_topic = self.app.topic(topics.events_raw, **raw)
         schema = faust.Schema(key_type=str, key_serializer="raw", value_serializer="json")
-        self.rows_table = self.app.Table("workflows", default=None, schema=schema, partitions=kafka.partitions)
-        self.tasks_table = self.app.Table("tasks", default=None, schema=schema, partitions=kafka.partitions)
+        table = {"default": None, "schema": schema, "partitions": kafka.partitions}
+        self.rows_table = self.app.Table("workflows", options=self._rocksdb_options(), **table)
+        self.tasks_table = self.app.Table("tasks", options=self._rocksdb_options(), **table)
+        # ids of workflows not yet ended; "memory://" alone would read as no store at all (an empty
+        # URL is false) and fall back to the app's RocksDB
+        self.live_table = self.app.Table("live", store="memory://live", **table)
+        self._sweep: Any = None  # the retention sweep's position: an iterator over the rows table
         self.topic_events = topics.events
         self.topic_state = topics.task_state
         self.topic_control = topics.control
@@ -104,32 +120,102 @@ class Processor:
         self._table_rows = gauge("agentwire_processor_table_rows", "Rows held in each table", ["table"])
         self._wire()
 
+    def _rocksdb_options(self) -> dict[str, Any]:
+        """RocksDB options for one table (a fresh dict: faust's Store consumes it).
+
+        Half of ``table_memory_mb`` per table, split over the partitions' databases: a write
+        buffer of a quarter of a database's share (two of them at most) and a block cache of half.
+        """
+        share = self.settings.processor.table_memory_mb * 2**20 // (2 * self.settings.kafka.partitions)
+        return {"driver": "rocksdict", "write_buffer_size": max(share // 4, 64 * 1024),
+                "max_write_buffer_number": 2, "block_cache_size": max(share // 2, 64 * 1024)}
+
     # --- ports used by the Pipeline ----------------------------------------------------
 
     def load_row(self, workflow_id: str) -> Row | None:
-        stored = self.rows_table.get(workflow_id)
+        stored = self._stored(self.rows_table, workflow_id)
         return Row.model_validate(stored) if stored else None
 
     def load_task(self, workflow_id: str) -> TaskSubmitted | None:
-        data = self.tasks_table.get(workflow_id)
+        data = self._stored(self.tasks_table, workflow_id)
         return TaskSubmitted.model_validate(data) if data else None
 
-    def row_records(self, snapshots: dict[str, dict[str, Any]]) -> tuple[str, Records]:
-        return self._changelog(self.rows_table, snapshots)
+    def _stored(self, table: Any, key: str) -> Any:
+        """A RocksDB table's value for ``key``, read from the key's own partition database.
 
-    def task_records(self, tasks: list[TaskSubmitted]) -> tuple[str, Records]:
-        fresh = {t.workflow_id: t.model_dump(mode="json") for t in tasks if self.tasks_table.get(t.workflow_id) is None}
+        Reads and writes name the partition themselves (the tables are co-partitioned with the
+        raw topic): faust's Store finds a key through its current event, or else searches only the
+        databases it opened for the partitions it counts as assigned, which misses rows written
+        before their changelog topic existed (a first start) or read from a timer.
+        """
+        value = table.data._db_for_partition(partition_for(key, self.settings.kafka.partitions)).get(dumps(key))
+        return orjson.loads(value) if value is not None else None
+
+    def _stored_items(self, table: Any) -> Iterator[tuple[str, Any]]:
+        """Every (key, value) of a RocksDB table in the partitions this worker owns, one by one."""
+        store = table.data
+        topic = self.settings.kafka.topics.events_raw
+        for tp in sorted(self.app.consumer.assignment()):
+            if tp.topic != topic:
+                continue
+            for key, value in store._db_for_partition(tp.partition).items():
+                if key != store.offset_key and value is not None:
+                    yield orjson.loads(key), orjson.loads(value)
+
+    def row_records(self, snapshots: dict[str, dict[str, Any]]) -> list[Changelog]:
+        """The rows' changelog records, and the live set's: a workflow joins it with its first row
+        and leaves it (a tombstone) with its terminal one."""
+        live = self.live_table.data
+        marks: dict[str, dict[str, Any] | None] = {}
+        for workflow_id, snapshot in snapshots.items():
+            ended = snapshot["status"] in TERMINAL_VALUES
+            if ended and workflow_id in live:
+                marks[workflow_id] = None
+            elif not ended and workflow_id not in live:
+                marks[workflow_id] = {}
+        changelogs = [self._changelog(self.rows_table, snapshots)]
+        if marks:
+            changelogs.append(self._changelog(self.live_table, marks))
+        return changelogs
+
+    def task_records(self, tasks: list[TaskSubmitted]) -> Changelog:
+        fresh = {t.workflow_id: t.model_dump(mode="json") for t in tasks
+                 if self._stored(self.tasks_table, t.workflow_id) is None}
         return self._changelog(self.tasks_table, fresh)
 
-    def _changelog(self, table: Any, rows: dict[str, dict[str, Any]]) -> tuple[str, Records]:
-        """Put rows in a table and return its changelog records (faust's own encoding: json key and value)."""
+    def _changelog(self, table: Any, rows: dict[str, dict[str, Any] | None]) -> Changelog:
+        """Put rows in a table (None deletes) and return its changelog records: faust's own encoding,
+        JSON key and value, and a tombstone for a deletion."""
         records: Records = {}
         partitions = self.settings.kafka.partitions
-        data = table.data
+        store = table.data
+        rocks = isinstance(store, RocksStore)
         for key, value in rows.items():
-            data[key] = value
-            records.setdefault(partition_for(key, partitions), []).append((dumps(key), dumps(value)))
-        return table.changelog_topic.get_topic_name(), records
+            partition = partition_for(key, partitions)
+            encoded_key, encoded = dumps(key), None if value is None else dumps(value)
+            if rocks:
+                # faust's Store writes only inside an event of the table's own partition; the
+                # pipeline writes later, from its shipping task, into that partition's database
+                db = store._db_for_partition(partition)
+                db.put(encoded_key, encoded) if encoded is not None else db.delete(encoded_key)
+            elif value is None:
+                store.pop(key, None)
+            else:
+                store[key] = value
+            records.setdefault(partition, []).append((encoded_key, encoded))
+        return Changelog(table.changelog_topic.get_topic_name(), records, store if rocks else None)
+
+    def expire_records(self, workflow_ids: list[str]) -> list[Changelog]:
+        """Tombstones for the rows and tasks of workflows past their lifetime (and out of the tables)."""
+        gone: dict[str, dict[str, Any] | None] = dict.fromkeys(workflow_ids)
+        return [self._changelog(self.rows_table, gone), self._changelog(self.tasks_table, gone)]
+
+    def written(self, changelog: Changelog, last_offsets: dict[int, int]) -> None:
+        """A changelog's records are in Kafka: its store remembers their offsets, so a restart with
+        this data directory recovers only what was written after them."""
+        if changelog.store is not None:
+            for partition, offset in last_offsets.items():
+                changelog.store.set_persisted_offset(TP(changelog.topic, partition), offset)
 
     def dead_letter(self, record: Any, reason: str) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]:
         message = record.message
@@ -197,8 +283,17 @@ class Processor:
         @app.timer(self.settings.processor.timeout_check_interval_s)
         async def find_silent_workflows() -> None:
             await self._time_out_silent()
-            self._table_rows.labels("workflows").set(len(self.rows_table.data))
-            self._table_rows.labels("tasks").set(len(self.tasks_table.data))
+            self._table_rows.labels("live").set(len(self.live_table.data))
+            for name, table in (("workflows", self.rows_table), ("tasks", self.tasks_table)):
+                self._table_rows.labels(name).set(_estimated_rows(table))
+
+        @app.timer(self.settings.retention.sweep_interval_s)
+        async def sweep_expired_rows() -> None:
+            if self.ready and pipeline.producer is not None:
+                expired = self._expired_rows(time.time() - self.settings.retention.tasks_seconds)
+                if expired:
+                    await pipeline.forget(expired)
+                    log.info("tombstoned the rows of %d workflows past their lifetime", len(expired))
 
         @app.on_rebalance_complete.connect
         async def _ready(sender: Any = None, **_: Any) -> None:
@@ -217,6 +312,7 @@ class Processor:
             if pipeline.producer is not None:
                 await pipeline.drain()
             pipeline.rows.clear()
+            self._sweep = None  # its databases may be closed: the next sweep starts a fresh pass
 
     async def _admit(self, event: EventT) -> None:
         message = event.message
@@ -244,12 +340,36 @@ class Processor:
         """After recovery: the rows of workflows that have not ended join the working set.
 
         From then on the working set holds every live workflow of this worker (the pipeline adds
-        new ones and drops ended ones), so the timeout timer scans only those, never the history.
+        new ones and drops ended ones), so the timeout timer scans only those, never the history;
+        they are found through the live set, never by reading the rows table.
         """
-        live = self.pipeline.rows
-        for workflow_id, stored in self.rows_table.data.items():
-            if stored and stored.get("status") not in TERMINAL_VALUES and workflow_id not in live:
-                live[workflow_id] = Row.model_validate(stored)
+        working = self.pipeline.rows
+        for workflow_id in list(self.live_table.data.keys()):
+            if workflow_id in working:
+                continue
+            stored = self._stored(self.rows_table, workflow_id)
+            if stored and stored.get("status") not in TERMINAL_VALUES:
+                working[workflow_id] = Row.model_validate(stored)
+
+    def _expired_rows(self, before: float) -> list[str]:
+        """Up to ``processor.sweep_rows`` rows further into the rows table: the ended workflows among
+        them whose lifetime is over. The scan resumes where the last one stopped (each interval reads
+        a slice, never the whole history at once) and starts over at the end."""
+        found: list[str] = []
+        budget = self.settings.processor.sweep_rows
+        while budget > 0:
+            if self._sweep is None:
+                self._sweep = self._stored_items(self.rows_table)
+            for workflow_id, stored in self._sweep:
+                budget -= 1
+                ended = stored.get("completed_at") if stored else None
+                if ended and ended < before and workflow_id not in self.pipeline.rows:
+                    found.append(workflow_id)
+                if budget <= 0:
+                    return found
+            self._sweep = None  # a whole pass: start over at the next interval
+            return found
+        return found
 
     async def _time_out_silent(self) -> None:
         now = time.time()
@@ -259,3 +379,11 @@ class Processor:
             raw = RawEvent(event_id=f"{workflow_id}:timeout:{int(now)}", workflow_id=workflow_id,
                            type=InternalType.TIMEOUT)
             await self.raw_topic.send(key=workflow_id.encode(), value=encode(raw))
+
+
+def _estimated_rows(table: Any) -> int:
+    """RocksDB's own estimate of the keys in a table's open databases (counting would read them all)."""
+    store = table.data
+    if not isinstance(store, RocksStore):
+        return len(store)
+    return sum(db.property_int_value("rocksdb.estimate-num-keys") or 0 for db in list(store._dbs.values()))

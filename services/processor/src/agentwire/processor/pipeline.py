@@ -58,7 +58,16 @@ log = logging.getLogger(__name__)
 
 BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
 
-Records = dict[int, list[tuple[bytes, bytes]]]  # partition → (key, value) in send order
+Records = dict[int, list[tuple[bytes, bytes | None]]]  # partition → (key, value or tombstone) in send order
+
+
+@dataclass
+class Changelog:
+    """A table's changelog records to write; ``store`` is told their offsets once they are in Kafka."""
+
+    topic: str
+    records: Records
+    store: Any = None
 
 
 @dataclass
@@ -99,8 +108,10 @@ class Ports(Protocol):
 
     def load_row(self, workflow_id: str) -> Row | None: ...
     def load_task(self, workflow_id: str) -> TaskSubmitted | None: ...
-    def row_records(self, snapshots: dict[str, dict[str, Any]]) -> tuple[str, Records]: ...
-    def task_records(self, tasks: list[TaskSubmitted]) -> tuple[str, Records]: ...
+    def row_records(self, snapshots: dict[str, dict[str, Any]]) -> list[Changelog]: ...
+    def task_records(self, tasks: list[TaskSubmitted]) -> Changelog: ...
+    def expire_records(self, workflow_ids: list[str]) -> list[Changelog]: ...
+    def written(self, changelog: Changelog, last_offsets: dict[int, int]) -> None: ...
     def dead_letter(self, record: Any, reason: str) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]: ...
     async def ack(self, records: list[Any]) -> None: ...
 
@@ -159,6 +170,8 @@ class Pipeline:
         self._batch_records = histogram("agentwire_processor_batch_records", "Raw records per shipped batch",
                                         buckets=BATCH_BUCKETS)
         self._active = gauge("agentwire_processor_workflows_active", "Workflows held in the working set")
+        self._expired = counter("agentwire_processor_rows_expired_total",
+                                "Ended workflows whose rows were tombstoned at the end of their lifetime")
         self._children: dict[tuple[Any, str], Any] = {}
 
     # --- per record (no I/O, no await) ------------------------------------------------
@@ -339,8 +352,12 @@ class Pipeline:
         ports = self._ports
         deliveries: list[Awaitable[Any]] = []
         snapshots = batch.snapshots
+        written: list[tuple[Changelog, list[tuple[int, asyncio.Future[Any], int]]]] = []
         if batch.tasks:
-            deliveries += [d for _, d, _ in await self._send(*ports.task_records(batch.tasks))]
+            tasks = ports.task_records(batch.tasks)
+            sent = await self._send(tasks.topic, tasks.records)
+            written.append((tasks, sent))
+            deliveries += [d for _, d, _ in sent]
             for task in batch.tasks:  # in the table now
                 self._unstored.pop(task.workflow_id, None)
         deliveries += batch.states
@@ -353,9 +370,10 @@ class Pipeline:
         deliveries += [await self._dead_letter(record, reason) for record, reason in batch.dead]
         for delivery in deliveries:
             await delivery
+        for changelog, sent in written:
+            await self._written(changelog, sent)
         if snapshots:
-            for _, delivery, _ in await self._send(*ports.row_records(snapshots)):
-                await delivery
+            await self._write(ports.row_records(snapshots))
         for workflow_id, snapshot in snapshots.items():
             if snapshot["status"] in TERMINAL_VALUES:
                 # Only now may the working set drop a finished row: until the table holds the
@@ -363,6 +381,25 @@ class Pipeline:
                 if self.rows.get(workflow_id) is batch.rows[workflow_id]:
                     del self.rows[workflow_id]
         await ports.ack(batch.acks)
+
+    async def forget(self, workflow_ids: list[str]) -> None:
+        """Tombstone the rows and tasks of workflows past their lifetime (the retention sweep)."""
+        await self._write(self._ports.expire_records(workflow_ids))
+        self._expired.inc(len(workflow_ids))
+
+    async def _write(self, changelogs: list[Changelog]) -> None:
+        """Write changelog records and wait until Kafka has them all; then their stores learn the offsets."""
+        sent = [(changelog, await self._send(changelog.topic, changelog.records)) for changelog in changelogs]
+        for changelog, deliveries in sent:
+            await self._written(changelog, deliveries)
+
+    async def _written(self, changelog: Changelog, sent: list[tuple[int, asyncio.Future[Any], int]]) -> None:
+        last: dict[int, int] = {}
+        for partition, delivery, count in sent:
+            meta = await delivery
+            if count:
+                last[partition] = max(last.get(partition, -1), int(meta.offset) + count - 1)
+        self._ports.written(changelog, last)
 
     def _states(self, batch: Batch, snapshots: dict[str, dict[str, Any]]) -> Records:
         states: Records = {}
