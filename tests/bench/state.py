@@ -4,7 +4,9 @@ Writes synthetic finished TaskState records straight to the task-state topic (10
 sessions each, a quarter FAILED), waits until the query store has indexed them, then measures
 ``GET /api/v1/tasks`` (plain, by status, by session, a deep offset, a cursor page) with 100 keys,
 sequentially, and reads every service's RSS. At the end ingest and edge are restarted and timed to
-ready. Prints one JSON object on its last line. BENCH_STATE_LEVELS=0,100000 runs fewer levels.
+ready. The processor's tables get the same history on their changelogs; it is restarted at each
+level (cold: it recovers all of it; warm: again, with its data directory) before its RSS is read.
+Prints one JSON object on its last line. BENCH_STATE_LEVELS=0,100000 runs fewer levels.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from agentwire.auth import hash_key
 from agentwire.kafka.partitioning import partition_for
+from agentwire.processor.row import Row
 from agentwire.schema import TaskState, TaskStatus, Topics, encode
 from agentwire.schema.commands import TaskSubmitted
 from agentwire.service.settings import KafkaSettings, Settings, StoreSettings
@@ -94,6 +97,30 @@ async def write_tasks(bootstrap: str, topics: Topics, start: int, count: int) ->
     finally:
         await producer.stop()
     return count / max(time.perf_counter() - began, 1e-9)
+
+
+async def write_processor_rows(bootstrap: str, prefix: str, start: int, count: int) -> None:
+    """The same finished tasks as the processor's tables hold them: a row and a task per workflow,
+    on the tables' changelogs (JSON key and value, faust's encoding), so a restarted processor
+    recovers this much history."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=20, max_batch_size=1 << 20)
+    await producer.start()
+    ended = (datetime.now(UTC) - timedelta(days=1)).timestamp()
+    row = Row(workflow_id="x", seq=12, status=TaskStatus.COMPLETED, progress=1.0, result="done",
+              last_activity=ended, updated_at=ended, completed_at=ended, first_offset=0).dump()
+    task = TaskSubmitted(workflow_id="x", tenant="t", query="q", session_id="s").model_dump(mode="json")
+    try:
+        for n in range(start, start + count):
+            workflow_id = f"task-bench-{n:09d}"
+            key, partition = orjson.dumps(workflow_id), partition_for(workflow_id.encode(), PARTITIONS)
+            row["workflow_id"] = task["workflow_id"] = workflow_id
+            await producer.send(f"{prefix}-processor-workflows-changelog", orjson.dumps(row), key=key,
+                                partition=partition)
+            await producer.send(f"{prefix}-processor-tasks-changelog", orjson.dumps(task), key=key,
+                                partition=partition)
+        await producer.flush()
+    finally:
+        await producer.stop()
 
 
 def _example() -> TaskState:
@@ -236,6 +263,7 @@ def main() -> None:
                 if level > written:
                     rate = asyncio.run(write_tasks(bootstrap, topics, written, level - written))
                     figures[f"state_write_per_s_to_{level}"] = round(rate)
+                    asyncio.run(write_processor_rows(bootstrap, stack.prefix, written, level - written))
                     waited = asyncio.run(wait_indexed(stack.dsn, bootstrap, topics.task_state))
                     figures[f"state_index_per_s_to_{level}"] = round((level - written) / max(waited, 1e-9))
                     asyncio.run(settle(stack.dsn))
@@ -248,6 +276,12 @@ def main() -> None:
                 figures[f"store_list_p50_ms_at_{tag}"] = inside["p50"]
                 figures[f"store_list_p99_ms_at_{tag}"] = inside["p99"]
                 figures[f"load_average_at_{tag}"] = round(os.getloadavg()[0], 1)
+                # the processor reads its history only when it starts: restart it, then measure. The
+                # first restart recovers every record written since its own (cold: like a new pod);
+                # the second only what came after (warm: a restart that kept its data directory).
+                processor = stack.services["processor"]
+                figures[f"restart_to_ready_s_processor_cold_at_{tag}"] = restart_to_ready(processor)
+                figures[f"restart_to_ready_s_processor_warm_at_{tag}"] = restart_to_ready(processor)
                 for name, service in stack.services.items():
                     figures[f"rss_mb_{name}_at_{tag}"] = rss_mb(service)
             for name in ("ingest", "edge"):

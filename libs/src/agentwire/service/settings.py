@@ -117,7 +117,7 @@ class ProcessorSettings(BaseModel):
     data_dir: str = ".data/processor"  # the tables' RocksDB files (rebuilt from their changelogs when lost)
     # Memory the tables' RocksDB may use for write buffers and block caches, split over the
     # partitions a worker holds: the processor's memory does not grow with history.
-    table_memory_mb: int = Field(64, ge=8)
+    table_memory_mb: int = Field(16, ge=4)
     # Rows of ended workflows past retention.tasks_days are tombstoned by a scan of this many rows
     # per retention.sweep_interval_s (one pass over the whole table every rows/this intervals).
     sweep_rows: int = Field(20_000, ge=1)
