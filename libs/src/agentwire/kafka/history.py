@@ -105,6 +105,10 @@ class EventLog:
                     position = records[-1].offset + 1
                 else:
                     position = max(position, await consumer.position(tp))
+                if position >= until:
+                    # done: an assigned reader would go on fetching in the background (at the end of a
+                    # partition, an empty fetch round trip every fetch_max_wait_ms, for nobody)
+                    consumer.unsubscribe()
             mine = [r for r in records if r.key == key and r.offset < until]
             if mine:
                 yield mine
