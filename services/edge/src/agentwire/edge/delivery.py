@@ -61,21 +61,25 @@ class Delivery:
     @classmethod
     def of(cls, record: Record) -> Delivery | None:
         """Decode a record; None (logged) when it is not a valid event."""
-        value = record.value
+        return cls.decode(record.value, record.partition, record.offset)
+
+    @classmethod
+    def decode(cls, value: bytes | None, partition: int, offset: int) -> Delivery | None:
+        """Decode a record's value; None (logged) when it is not a valid event."""
         try:
             data = orjson.loads(value) if value is not None else None
         except orjson.JSONDecodeError:
             data = None
         fields = _canonical(data)
         if fields is not None:
-            return cls(fields, record.partition, record.offset, len(value or b""))
+            return cls(fields, partition, offset, len(value or b""))
         try:
             event = decode(Event, value)
         except DecodeError as exc:
-            log.warning("undecodable event at %d-%d: %s", record.partition, record.offset, exc)
+            log.warning("undecodable event at %d-%d: %s", partition, offset, exc)
             _undecodable.inc()
             return None
-        return cls.of_event(event, record.partition, record.offset, len(value or b""))
+        return cls.of_event(event, partition, offset, len(value or b""))
 
     @classmethod
     def of_event(cls, event: Event, partition: int, offset: int, weight: int | None = None) -> Delivery:

@@ -17,18 +17,16 @@ behind or left).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
+from confluent_kafka import Message
 
 from agentwire.edge.delivery import Delivery
 from agentwire.edge.metrics import WriteTally
 from agentwire.edge.recent import RecentCache
-from agentwire.kafka import Record, make_consumer
+from agentwire.edge.tail import TailConsumer
 from agentwire.kafka.metrics import counter, gauge
 from agentwire.service.settings import KafkaSettings
 
@@ -94,15 +92,14 @@ class LiveHub:
                  cache: RecentCache | None = None) -> None:
         self._kafka = kafka
         self._topic = kafka.topics.events
-        self._consumer: AIOKafkaConsumer | None = None
+        self._tail: TailConsumer | None = None
         self._subs: dict[str, set[Subscription]] = {}
         self._per_partition: dict[int, int] = {}
-        self._next: dict[TopicPartition, int] = {}
+        self._next: dict[int, int] = {}  # partition: the offset the tail dispatches next
         self._lock = asyncio.Lock()
         self._releasing: set[int] = set()
         self._background: set[asyncio.Task[None]] = set()
         self._release_after_s = release_after_s
-        self._task: asyncio.Task[None] | None = None
         self.cache = cache or RecentCache(max_bytes=0, max_events=0)
         self.written = WriteTally()  # direct writers add to it; handed to Prometheus once per fetch
         self.ready = False
@@ -118,38 +115,42 @@ class LiveHub:
         return sum(sub.direct is not None for subs in self._subs.values() for sub in subs)
 
     async def start(self) -> None:
-        # A fetch waits at most 5 ms for 64 KB: under load a fetch round trip (aiokafka's cost is per
-        # round trip, ≈ 100 µs of CPU here) brings more records; idle or slow, an event waits ≤ 5 ms.
-        self._consumer = make_consumer(self._kafka, fetch_max_wait_ms=5, fetch_min_bytes=64 * 1024)
-        await self._consumer.start()
-        self._task = asyncio.create_task(self._run(), name="live-hub")
+        self._tail = TailConsumer(self._kafka.bootstrap_servers, self._topic, self._dispatch)
+        await self._tail.start()
         self.ready = True
 
     async def stop(self) -> None:
         self.ready = False
         for task in list(self._background):
             task.cancel()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._consumer is not None:
-            await self._consumer.stop()
+        if self._tail is not None:
+            await self._tail.stop()
 
     async def subscribe(self, workflow_id: str, partition: int, limit: int) -> Subscription:
         sub = Subscription(workflow_id, partition, limit)
         async with self._lock:
             self._subs.setdefault(workflow_id, set()).add(sub)
             self._per_partition[partition] = self._per_partition.get(partition, 0) + 1
-            tp = TopicPartition(self._topic, partition)
-            if tp not in self._next:
+            if partition not in self._next:
+                assert self._tail is not None
+                assigning = asyncio.ensure_future(
+                    self._tail.assign_at_end(partition, lambda end: self._assigned(partition, end)))
                 try:
-                    await self._assign_with(tp)
+                    await asyncio.shield(assigning)
                 except BaseException:  # failed or cancelled: leave no subscriber behind
+                    if not assigning.done():  # finish under the lock, so that no one assigns it twice
+                        await asyncio.wait({assigning})
                     self.unsubscribe(sub)
                     raise
-            self.cache.open(workflow_id, partition, self._next[tp])
+            self.cache.open(workflow_id, partition, self._next[partition])
         return sub
+
+    def _assigned(self, partition: int, end: int) -> None:
+        """The tail reads ``partition`` from ``end`` on (runs before any of its records is dispatched)."""
+        self._next[partition] = end
+        self._partitions.set(len(self._next))
+        if self._per_partition.get(partition, 0) <= 0:  # its subscriber was cancelled meanwhile
+            self._release_later(partition)
 
     def unsubscribe(self, sub: Subscription) -> None:
         sub.direct = None
@@ -160,9 +161,13 @@ class LiveHub:
                 del self._subs[sub.workflow_id]
         left = self._per_partition.get(sub.partition, 1) - 1
         self._per_partition[sub.partition] = left
-        if left <= 0 and sub.partition not in self._releasing:
-            self._releasing.add(sub.partition)
-            asyncio.get_running_loop().call_later(self._release_after_s, self._schedule_release, sub.partition)
+        if left <= 0:
+            self._release_later(sub.partition)
+
+    def _release_later(self, partition: int) -> None:
+        if partition not in self._releasing:
+            self._releasing.add(partition)
+            asyncio.get_running_loop().call_later(self._release_after_s, self._schedule_release, partition)
 
     def _schedule_release(self, partition: int) -> None:
         task = asyncio.create_task(self._release(partition), name=f"live-hub-release-{partition}")
@@ -170,84 +175,56 @@ class LiveHub:
         task.add_done_callback(self._background.discard)
 
     async def _release(self, partition: int) -> None:
-        """Drop a partition nobody has subscribed to since the debounce; keep the others' positions."""
+        """Drop a partition nobody has subscribed to since the debounce; the others keep their positions."""
         async with self._lock:
             self._releasing.discard(partition)
-            tp = TopicPartition(self._topic, partition)
-            if self._per_partition.get(partition, 0) > 0 or tp not in self._next or self._consumer is None:
+            if self._per_partition.get(partition, 0) > 0 or partition not in self._next or self._tail is None:
                 return
             self._per_partition.pop(partition, None)
-            keep = {t: pos for t, pos in self._next.items() if t != tp}
-            self._reassign(keep)
+            del self._next[partition]  # from now on its records are not dispatched
+            self._partitions.set(len(self._next))
             self.cache.drop_partition(partition)
-
-    async def _assign_with(self, new_tp: TopicPartition) -> None:
-        assert self._consumer is not None
-        end = (await self._consumer.end_offsets([new_tp]))[new_tp]
-        keep = dict(self._next)
-        keep[new_tp] = end
-        self._reassign(keep)
-
-    def _reassign(self, keep: dict[TopicPartition, int]) -> None:
-        """Assign exactly ``keep``, each at the position the tail has dispatched up to.
-
-        ``_dispatch`` drops records below these positions, so a getmany in flight
-        across the change delivers nothing twice.
-        """
-        assert self._consumer is not None
-        self._consumer.assign(list(keep))
-        for tp, position in keep.items():
-            self._consumer.seek(tp, position)
-        self._next = keep
-        self._partitions.set(len(keep))
-
-    async def _run(self) -> None:
-        assert self._consumer is not None
-        while True:
-            if not self._next:
-                await asyncio.sleep(0.05)
-                continue
-            try:
-                batches = await self._consumer.getmany(timeout_ms=200, max_records=5000)
-            except AssertionError:  # partitions changed under a fetch; fetch again
-                continue
-            except KafkaError as exc:
-                log.warning("live tail fetch failed (%s); retrying", exc)
-                await asyncio.sleep(0.5)
-                continue
-            self._dispatch(batches)
+            await self._tail.unassign(partition)
 
     def position(self, partition: int) -> int | None:
         """Where the tail dispatches next in ``partition`` (None when not assigned)."""
-        return self._next.get(TopicPartition(self._topic, partition))
+        return self._next.get(partition)
 
-    def _dispatch(self, batches: dict[TopicPartition, list[Record]]) -> None:
-        """Decode each record once and hand each workflow's events of this fetch to its subscribers."""
+    def _dispatch(self, batch: list[Message]) -> None:
+        """Decode each record once and hand each workflow's events of this batch to its subscribers.
+
+        Runs on the loop, called by the tail's consumer for each batch it polled (tail.py).
+        """
         cache = self.cache
         subs_of = self._subs
+        positions = self._next
         by_workflow: dict[str, list[Delivery]] = {}
-        for tp, records in batches.items():
-            expected = self._next.get(tp)
+        for message in batch:
+            partition = message.partition()
+            expected = positions.get(partition)
             if expected is None:
+                continue  # dropped meanwhile (or an error event, which names no partition)
+            if message.error() is not None:
+                log.warning("live tail: %s", message.error())
                 continue
-            for record in records:
-                if record.offset < expected:
-                    continue  # fetched before a re-seek; already dispatched
-                expected = record.offset + 1
-                # A key that is not UTF-8 (a poison record) names no workflow anyone follows.
-                workflow_id = record.key.decode(errors="replace") if record.key else ""
-                if workflow_id not in subs_of and workflow_id not in cache:
-                    continue
-                item = Delivery.of(record)
-                if item is None:
-                    continue
-                held = by_workflow.get(workflow_id)
-                if held is None:
-                    by_workflow[workflow_id] = [item]
-                else:
-                    held.append(item)
-            self._next[tp] = expected
-            self._records.inc(len(records))
+            offset = message.offset()
+            if offset < expected:
+                continue  # fetched before the partition was dropped and assigned again
+            positions[partition] = offset + 1
+            key = message.key()
+            # A key that is not UTF-8 (a poison record) names no workflow anyone follows.
+            workflow_id = key.decode(errors="replace") if key else ""
+            if workflow_id not in subs_of and workflow_id not in cache:
+                continue
+            item = Delivery.decode(message.value(), partition, offset)
+            if item is None:
+                continue
+            held = by_workflow.get(workflow_id)
+            if held is None:
+                by_workflow[workflow_id] = [item]
+            else:
+                held.append(item)
+        self._records.inc(len(batch))
         for workflow_id, items in by_workflow.items():
             cache.extend(workflow_id, items)
             for sub in subs_of.get(workflow_id, ()):
