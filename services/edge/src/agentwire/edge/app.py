@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from agentwire.auth import Authenticator
+from agentwire.edge import heap
 from agentwire.edge.hub import LiveHub
 from agentwire.edge.keys import AUTH, CLIENTS, HUB, LOG, SETTINGS
 from agentwire.edge.recent import RecentCache
@@ -52,6 +53,7 @@ async def _kafka(app: web.Application) -> AsyncIterator[None]:
     await log.start()
     await hub.start()
     app[HUB], app[LOG] = hub, log
+    heap.settle()  # started: from here on the process mostly holds clients (heap.py)
     try:
         yield
     finally:

@@ -1,0 +1,123 @@
+"""The edge's live tail on real Kafka (edge/hub.py over edge/tail.py, librdkafka from one thread).
+
+- a subscriber gets every record written after it subscribed, from the partition's end, in order;
+- a released partition is dropped, and subscribing again starts at the new end (nothing stale);
+- a subscribe cancelled while its partition is being assigned leaves nothing assigned;
+- stopping the hub ends the consumer's thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from agentwire.edge.hub import LiveHub, Subscription
+from agentwire.kafka import ensure_topics, partition_for
+from agentwire.service.settings import KafkaSettings
+from tests.bench.feed import Feed
+from tests.support.stack import _delete_prefixed
+from tests.support.wait import eventually_async
+
+PARTITIONS = 3
+
+
+@pytest.fixture
+async def kafka(kafka_bootstrap: str) -> AsyncIterator[KafkaSettings]:
+    settings = KafkaSettings(bootstrap_servers=kafka_bootstrap, topic_prefix=f"t{uuid.uuid4().hex[:10]}",
+                             partitions=PARTITIONS)
+    await ensure_topics(settings)
+    yield settings
+    await _delete_prefixed(kafka_bootstrap, settings.topic_prefix)
+
+
+@pytest.fixture
+async def hub(kafka: KafkaSettings) -> AsyncIterator[LiveHub]:
+    running = LiveHub(kafka, release_after_s=0.1)
+    await running.start()
+    yield running
+    await running.stop()
+
+
+@pytest.fixture
+async def feed(kafka: KafkaSettings) -> AsyncIterator[Feed]:
+    async with Feed(kafka.bootstrap_servers, kafka.topic_prefix) as running:
+        yield running
+
+
+async def received(sub: Subscription, count: int) -> list[int]:
+    """The seqs queued for ``sub`` once there are ``count`` of them."""
+    async def enough() -> bool:
+        return len(sub.queue) >= count
+
+    await eventually_async(enough, what=f"{count} events queued")
+    return [item.seq for item in sub.queue]
+
+
+async def test_a_subscriber_gets_what_is_written_after_it_subscribed_in_order(hub: LiveHub, feed: Feed) -> None:
+    workflow_id = await feed.declare()
+    partition = partition_for(workflow_id, PARTITIONS)
+    for _ in range(5):
+        await feed.emit(workflow_id)
+    await feed.producer.flush()
+    sub = await hub.subscribe(workflow_id, partition, limit=1000)
+    assert hub.position(partition) == 5  # its end: what came before is the session's history
+    for _ in range(200):
+        await feed.emit(workflow_id)
+    await feed.producer.flush()
+    assert await received(sub, 200) == list(range(6, 206))
+    assert [item.offset for item in sub.queue] == list(range(5, 205))
+
+
+async def test_a_released_partition_is_assigned_again_at_its_new_end(hub: LiveHub, feed: Feed) -> None:
+    workflow_id = await feed.declare()
+    partition = partition_for(workflow_id, PARTITIONS)
+    first = await hub.subscribe(workflow_id, partition, limit=1000)
+    await feed.emit(workflow_id)
+    await feed.producer.flush()
+    assert await received(first, 1) == [1]
+    hub.unsubscribe(first)
+
+    async def released() -> bool:
+        return hub.position(partition) is None
+
+    await eventually_async(released, what="partition released")
+    for _ in range(10):  # written while nobody followed the partition
+        await feed.emit(workflow_id)
+    await feed.producer.flush()
+    again = await hub.subscribe(workflow_id, partition, limit=1000)
+    assert hub.position(partition) == 11
+    for _ in range(5):
+        await feed.emit(workflow_id)
+    await feed.producer.flush()
+    assert await received(again, 5) == list(range(12, 17))
+
+
+async def test_a_subscribe_cancelled_during_assignment_leaves_nothing_assigned(hub: LiveHub, feed: Feed) -> None:
+    workflow_id = await feed.declare()
+    partition = partition_for(workflow_id, PARTITIONS)
+    subscribing = asyncio.create_task(hub.subscribe(workflow_id, partition, limit=10))
+    await asyncio.sleep(0)  # the assignment is under way on the consumer's thread
+    subscribing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await subscribing
+
+    async def released() -> bool:
+        return hub.position(partition) is None
+
+    await eventually_async(released, what="partition released after the cancelled subscribe")
+    sub = await hub.subscribe(workflow_id, partition, limit=10)  # and it can be assigned again
+    await feed.emit(workflow_id)
+    await feed.producer.flush()
+    assert await received(sub, 1) == [1]
+
+
+async def test_stopping_the_hub_ends_its_consumer_thread(kafka: KafkaSettings) -> None:
+    hub = LiveHub(kafka)
+    await hub.start()
+    assert any(t.name == "live-tail-kafka" for t in threading.enumerate())
+    await hub.stop()
+    assert not any(t.name == "live-tail-kafka" for t in threading.enumerate())
