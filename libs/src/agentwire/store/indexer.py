@@ -97,6 +97,9 @@ class StateIndexer:
             session_timeout_ms=10_000, heartbeat_interval_ms=1_000, max_poll_interval_ms=300_000,
             # prefetch bounds what a rebuild holds in memory (aiokafka's defaults: 1 MB per partition)
             max_partition_fetch_bytes=256 * 1024, fetch_max_bytes=2 * 1024 * 1024,
+            # a record is fetched as soon as it is there (fetch_min_bytes 1); this only spaces the empty
+            # fetches of an idle topic, each ≈ 1 ms of aiokafka's Python for 12 partitions (py-spy, docs/edge.md)
+            fetch_max_wait_ms=500,
         )
         consumer.subscribe([self._topic], listener=_Positioner(self))
         self._consumer = consumer  # before start: the first assignment may come while it starts
