@@ -1,14 +1,15 @@
 """The live tail: one Kafka consumer per edge process, fanned out to subscribers.
 
-The consumer is assigned only the partitions that current subscribers need. A new
-partition starts at its end offset, fetched explicitly (never a lazy reset), so a
-subscriber knows that everything from the moment it subscribed will reach it; its
-session reads what came before from history. Each subscriber's queue is bounded:
+The consumer (librdkafka on a thread of its own, tail.py) is assigned only the
+partitions that current subscribers need. A new partition starts at its end offset,
+fetched explicitly (never a lazy reset), so a subscriber knows that everything from
+the moment it subscribed will reach it; its session reads what came before from
+history. Each batch the consumer polls is dispatched here, on the event loop. Each subscriber's queue is bounded:
 past ``limit`` records it is marked overflowed and emptied, and its session goes
 back to reading Kafka from its own position (Kafka is the buffer).
 
 Once a session has caught up, it hands the subscription a direct writer
-(``Subscription.direct``, see wire.py): from then on the tail writes each fetch's
+(``Subscription.direct``, see wire.py): from then on the tail writes each batch's
 events to that client itself, in the same pass that decoded them, and the
 session's task sleeps until the writer stops (the stream ended, the client fell
 behind or left).
@@ -33,7 +34,7 @@ from agentwire.service.settings import KafkaSettings
 log = logging.getLogger(__name__)
 
 
-# A direct writer takes a workflow's events of one fetch and answers whether to keep writing
+# A direct writer takes a workflow's events of one batch and answers whether to keep writing
 # directly; when it answers False its session has recorded why (finished or overflowed).
 DirectWriter = Callable[[list[Delivery]], bool]
 
@@ -52,7 +53,7 @@ class Subscription:
         self.wake = asyncio.Event()
 
     def offer(self, items: list[Delivery]) -> bool:
-        """Hand over a workflow's events of one fetch; returns False when this offer overflowed."""
+        """Hand over a workflow's events of one batch; returns False when this offer overflowed."""
         if self.direct is not None:
             try:
                 keep = self.direct(items)
@@ -101,7 +102,7 @@ class LiveHub:
         self._background: set[asyncio.Task[None]] = set()
         self._release_after_s = release_after_s
         self.cache = cache or RecentCache(max_bytes=0, max_events=0)
-        self.written = WriteTally()  # direct writers add to it; handed to Prometheus once per fetch
+        self.written = WriteTally()  # direct writers add to it; handed to Prometheus once per batch
         self.ready = False
         self._records = counter("agentwire_edge_live_records_total", "Records read by the live tail")
         self._overflows = counter("agentwire_edge_slow_client_catchups_total",
