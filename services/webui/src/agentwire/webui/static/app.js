@@ -114,6 +114,8 @@ class TaskView {
     approvals.reset();
     this.timeline = null;
     this.poll = setInterval(() => this.refreshStatus(), 1000);
+    // not the previous task's state: a new view is connecting until its stream opens
+    this.setConn("connecting…", "reconnecting");
     this.refreshStatus();
     this.connect();
   }
