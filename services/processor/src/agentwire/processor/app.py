@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import faust
@@ -101,7 +100,7 @@ class Processor:
         # ids of workflows not yet ended; "memory://" alone would read as no store at all (an empty
         # URL is false) and fall back to the app's RocksDB
         self.live_table = self.app.Table("live", store="memory://live", **table)
-        self._sweep: Any = None  # the retention sweep's position: an iterator over the rows table
+        self._sweep: tuple[int, bytes | None] = (-1, None)  # the retention sweep's position: partition, last key
         self.topic_events = topics.events
         self.topic_state = topics.task_state
         self.topic_control = topics.control
@@ -151,16 +150,22 @@ class Processor:
         value = table.data._db_for_partition(partition_for(key, self.settings.kafka.partitions)).get(dumps(key))
         return orjson.loads(value) if value is not None else None
 
-    def _stored_items(self, table: Any) -> Iterator[tuple[str, Any]]:
-        """Every (key, value) of a RocksDB table in the partitions this worker owns, one by one."""
+    def _stored_slice(self, table: Any, partition: int, after: bytes | None, limit: int
+                      ) -> list[tuple[bytes, Any]]:
+        """Up to ``limit`` (encoded key, value) of a RocksDB table's partition, after ``after``.
+
+        Each call seeks afresh: an iterator kept between calls would pin the database's memtables
+        and files for as long as it lives.
+        """
         store = table.data
-        topic = self.settings.kafka.topics.events_raw
-        for tp in sorted(self.app.consumer.assignment()):
-            if tp.topic != topic:
+        found: list[tuple[bytes, Any]] = []
+        for key, value in store._db_for_partition(partition).items(from_key=after):
+            if key == after or key == store.offset_key or value is None:
                 continue
-            for key, value in store._db_for_partition(tp.partition).items():
-                if key != store.offset_key and value is not None:
-                    yield orjson.loads(key), orjson.loads(value)
+            found.append((key, orjson.loads(value)))
+            if len(found) >= limit:
+                break
+        return found
 
     def row_records(self, snapshots: dict[str, dict[str, Any]]) -> list[Changelog]:
         """The rows' changelog records, and the live set's: a workflow joins it with its first row
@@ -312,7 +317,6 @@ class Processor:
             if pipeline.producer is not None:
                 await pipeline.drain()
             pipeline.rows.clear()
-            self._sweep = None  # its databases may be closed: the next sweep starts a fresh pass
 
     async def _admit(self, event: EventT) -> None:
         message = event.message
@@ -352,23 +356,31 @@ class Processor:
                 working[workflow_id] = Row.model_validate(stored)
 
     def _expired_rows(self, before: float) -> list[str]:
-        """Up to ``processor.sweep_rows`` rows further into the rows table: the ended workflows among
-        them whose lifetime is over. The scan resumes where the last one stopped (each interval reads
-        a slice, never the whole history at once) and starts over at the end."""
+        """The next ``processor.sweep_rows`` rows of the partitions this worker owns: the ended
+        workflows among them whose lifetime is over. The scan goes on where the last one stopped
+        (each interval reads a slice, never the whole history at once) and wraps around."""
+        topic = self.settings.kafka.topics.events_raw
+        owned = sorted(tp.partition for tp in self.app.consumer.assignment() if tp.topic == topic)
+        if not owned:
+            return []
         found: list[str] = []
         budget = self.settings.processor.sweep_rows
-        while budget > 0:
-            if self._sweep is None:
-                self._sweep = self._stored_items(self.rows_table)
-            for workflow_id, stored in self._sweep:
-                budget -= 1
-                ended = stored.get("completed_at") if stored else None
+        partition, after = self._sweep
+        if partition not in owned:
+            partition, after = _next_owned(owned, partition), None
+        for _ in range(len(owned)):
+            rows = self._stored_slice(self.rows_table, partition, after, budget)
+            for key, stored in rows:
+                ended = stored.get("completed_at")
+                workflow_id = orjson.loads(key)
                 if ended and ended < before and workflow_id not in self.pipeline.rows:
                     found.append(workflow_id)
-                if budget <= 0:
-                    return found
-            self._sweep = None  # a whole pass: start over at the next interval
-            return found
+            budget -= len(rows)
+            if budget <= 0:
+                after = rows[-1][0]
+                break
+            partition, after = _next_owned(owned, partition), None  # this one is done: the next
+        self._sweep = (partition, after)
         return found
 
     async def _time_out_silent(self) -> None:
@@ -387,3 +399,8 @@ def _estimated_rows(table: Any) -> int:
     if not isinstance(store, RocksStore):
         return len(store)
     return sum(db.property_int_value("rocksdb.estimate-num-keys") or 0 for db in list(store._dbs.values()))
+
+
+def _next_owned(owned: list[int], partition: int) -> int:
+    """The owned partition after ``partition``, wrapping around."""
+    return next((p for p in owned if p > partition), owned[0])
