@@ -102,6 +102,26 @@ def test_unknown_sessions_and_bad_parameters(stack: Stack, client: ShannonClient
         assert response.status_code == status and "error" in response.json(), path
 
 
+def test_text_the_database_cannot_hold_is_refused_or_kept_out_of_its_sums(stack: Stack) -> None:
+    """Found by fuzzing: a NUL in a query made every session list answer 500 (the totals parsed each
+    task's JSON as jsonb, which holds no NUL); a session id that no session route could name was accepted."""
+    url = stack.base_url
+    session_id = f"s-{uuid.uuid4().hex[:12]}"
+    answer = httpx.post(url + "/api/v1/tasks", json={"query": "a\x00b", "session_id": session_id,
+                                                      "context": FAST, "mode": "simple"}, timeout=10)
+    assert answer.status_code == 200, answer.text
+    for bad in ["s\x00x", "bad id", "a/b", "x" * 129]:
+        refused = httpx.post(url + "/api/v1/tasks", json={"query": "q", "session_id": bad}, timeout=10)
+        assert refused.status_code == 400 and "session_id" in refused.json()["error"], bad
+    created = httpx.get(f"{url}/api/v1/sessions/{session_id}", timeout=10)
+    assert created.status_code == 200 and created.json()["task_count"] == 1
+    listed = httpx.get(url + "/api/v1/sessions?limit=100", timeout=10)
+    assert listed.status_code == 200 and session_id in [s["session_id"] for s in listed.json()["sessions"]]
+    for title in ["\x00", " \t ", "a\x00"]:
+        renamed = httpx.patch(f"{url}/api/v1/sessions/{session_id}", json={"title": title}, timeout=10)
+        assert renamed.status_code == 400, title
+
+
 def test_sessions_are_tenant_scoped(auth_stack: AuthStack) -> None:
     a = ShannonClient(base_url=auth_stack.base_url, api_key=auth_stack.key_a, default_timeout=30)
     b = ShannonClient(base_url=auth_stack.base_url, api_key=auth_stack.key_b, default_timeout=30)

@@ -44,6 +44,23 @@ def test_a_record_under_another_key_is_refused() -> None:
         task_row(b"task-2", encode(_state(TaskStatus.QUEUED, ended=False)))
 
 
+def test_a_row_keeps_the_usage_as_columns() -> None:
+    state = _state(TaskStatus.COMPLETED, ended=True)
+    state = state.model_copy(update={"usage": state.usage.model_copy(update={"total_tokens": 42,
+                                                                             "estimated_cost": 0.25})})
+    row = task_row(b"task-1", encode(state))
+    assert (row.tokens, row.cost) == (42, 0.25)
+
+
+def test_a_nul_in_a_text_column_is_refused_not_left_to_fail_the_database() -> None:
+    state = _state(TaskStatus.QUEUED, ended=False)
+    bad = state.model_copy(update={"task": state.task.model_copy(update={"session_id": "s\x001"})})
+    with pytest.raises(DecodeError):
+        task_row(b"task-1", encode(bad))
+    with_nul_query = state.model_copy(update={"task": state.task.model_copy(update={"query": "a\x00b"})})
+    assert task_row(b"task-1", encode(with_nul_query)).session_id == "s-1"  # the state column is bytes: fine
+
+
 def test_cursors_round_trip_and_foreign_ones_are_refused() -> None:
     moment = datetime(2026, 11, 30, 12, 0, 0, 123456, tzinfo=UTC)
     assert _decode_cursor(_encode_cursor(moment, "task-9")) == (moment, "task-9")

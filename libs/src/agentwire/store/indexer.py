@@ -45,13 +45,14 @@ RETRYABLE = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.Serial
 
 UPSERT = """
 INSERT INTO tasks AS t (workflow_id, tenant, session_id, status, created_at, updated_at, completed_at,
-                        active_at, partition, state)
+                        active_at, partition, state, tokens, cost)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[],
-                     $7::timestamptz[], $8::timestamptz[], $9::integer[], $10::bytea[])
+                     $7::timestamptz[], $8::timestamptz[], $9::integer[], $10::bytea[], $11::bigint[],
+                     $12::float8[])
 ON CONFLICT (workflow_id) DO UPDATE SET
     status = EXCLUDED.status, created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at,
     completed_at = EXCLUDED.completed_at, active_at = EXCLUDED.active_at, partition = EXCLUDED.partition,
-    state = EXCLUDED.state
+    state = EXCLUDED.state, tokens = EXCLUDED.tokens, cost = EXCLUDED.cost
 """
 
 
@@ -292,6 +293,8 @@ def _columns(rows: list[TaskRow], partition: int) -> list[list[Any]]:
         [r.active_at for r in rows],
         [partition] * len(rows),
         [r.state for r in rows],
+        [r.tokens for r in rows],
+        [r.cost for r in rows],
     ]
 
 

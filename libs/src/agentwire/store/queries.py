@@ -122,10 +122,11 @@ class TaskStore:
         row = task_row(state.workflow_id.encode(), record)
         await self._pool.execute(
             "INSERT INTO tasks (workflow_id, tenant, session_id, status, created_at, updated_at, completed_at,"
-            " active_at, partition, state) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            " active_at, partition, state, tokens, cost) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
             " ON CONFLICT (workflow_id) DO NOTHING",
             row.workflow_id, row.tenant, row.session_id, row.status, row.created_at, row.updated_at,
             row.completed_at, row.active_at, partition_for(row.workflow_id, self._partitions), row.state,
+            row.tokens, row.cost,
         )
 
     # -- lists ---------------------------------------------------------------------------------

@@ -27,6 +27,8 @@ class TaskRow:
     updated_at: datetime
     completed_at: datetime | None
     state: bytes
+    tokens: int = 0  # the task's usage, kept as columns: session totals sum them without parsing ``state``
+    cost: float = 0.0
 
     @property
     def active_at(self) -> datetime:
@@ -48,15 +50,21 @@ def task_row(key: bytes, value: bytes) -> TaskRow:
         if status not in TaskStatus._value2member_map_:
             raise DecodeError(f"unknown status {status!r}")
         completed = data.get("completed_at")
+        usage = data.get("usage") or {}
+        tenant, session_id = str(task["tenant"]), str(task["session_id"])
+        if "\x00" in tenant or "\x00" in session_id:  # PostgreSQL text holds no NUL (ingest refuses them)
+            raise DecodeError("a NUL in the tenant or session id")
         return TaskRow(
             workflow_id=workflow_id,
-            tenant=str(task["tenant"]),
-            session_id=str(task["session_id"]),
+            tenant=tenant,
+            session_id=session_id,
             status=status,
             created_at=_moment(task["created_at"]),
             updated_at=_moment(data["updated_at"]),
             completed_at=_moment(completed) if completed else None,
             state=value,
+            tokens=int(usage.get("total_tokens") or 0),
+            cost=float(usage.get("estimated_cost") or 0.0),
         )
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
         if isinstance(exc, DecodeError):

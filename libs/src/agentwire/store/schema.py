@@ -143,6 +143,15 @@ CREATE TABLE session_meta_offsets (
         FOR EACH STATEMENT EXECUTE FUNCTION task_counts_apply();
     INSERT INTO task_counts (tenant, status, n) SELECT tenant, status, count(*) FROM tasks GROUP BY tenant, status;
     """,
+    # 4: each task's usage as columns (session totals summed without parsing state: a JSON text with an
+    # escaped NUL cannot become jsonb); rows whose state holds one keep 0 until their next record
+    r"""
+    ALTER TABLE tasks ADD COLUMN tokens bigint NOT NULL DEFAULT 0, ADD COLUMN cost float8 NOT NULL DEFAULT 0;
+    UPDATE tasks SET
+        tokens = coalesce((convert_from(state, 'UTF8')::jsonb #>> '{usage,total_tokens}')::bigint, 0),
+        cost = coalesce((convert_from(state, 'UTF8')::jsonb #>> '{usage,estimated_cost}')::float8, 0)
+    WHERE strpos(convert_from(state, 'UTF8'), '\u0000') = 0;
+    """,
 ]
 
 

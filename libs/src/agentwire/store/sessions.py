@@ -33,8 +33,8 @@ SESSION_COLUMNS = (
 )
 SESSION_TOTALS = """
 SELECT session_id,
-       sum(coalesce((convert_from(state, 'UTF8')::jsonb #>> '{usage,total_tokens}')::bigint, 0)) AS tokens,
-       sum(coalesce((convert_from(state, 'UTF8')::jsonb #>> '{usage,estimated_cost}')::float8, 0)) AS cost,
+       sum(tokens) AS tokens,
+       sum(cost) AS cost,
        count(*) FILTER (WHERE status = 'TASK_STATUS_COMPLETED') AS succeeded,
        count(*) FILTER (WHERE status IN ('TASK_STATUS_FAILED', 'TASK_STATUS_TIMEOUT')) AS failed,
        count(*) FILTER (WHERE completed_at IS NULL) AS running,
@@ -71,6 +71,8 @@ async def upsert_session_meta(conn: asyncpg.Connection, metas: list[SessionMeta]
 
 def _meta(key: bytes, value: bytes) -> SessionMeta:
     meta = decode(SessionMeta, value)
+    if "\x00" in (meta.title or ""):  # PostgreSQL text holds no NUL (ingest refuses one)
+        raise DecodeError("a NUL in the session title")
     if session_key(meta.tenant, meta.session_id) != key:
         raise DecodeError(f"record key {key!r} is not its session's")
     return meta

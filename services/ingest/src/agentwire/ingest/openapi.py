@@ -115,7 +115,7 @@ RESUME = {"type": "string",
           "pattern": r"^[ \t]*([0-9]{1,18}|[0-9]{1,9}-[0-9]{1,18}(\.[0-9]{1,9}-[0-9]{1,18})*)?[ \t]*$"}
 STREAM_PARAMS = [
     _query("workflow_id", ID, "the workflow to stream (this or session_id is required)"),
-    _query("session_id", STR, "stream every workflow of the session instead; ids are then session cursors"),
+    _query("session_id", ID, "stream every workflow of the session instead; ids are then session cursors"),
     _query("types", STR, "comma-separated event types (SSE names accepted as aliases)"),
     _query("last_event_id", RESUME, "resume after this <partition>-<offset> id or seq number"),
     _query("api_key", STR, "API key (stream routes only)"),
@@ -123,7 +123,8 @@ STREAM_PARAMS = [
     {"name": "Last-Event-ID", "in": "header", "required": False, "schema": RESUME,
      "description": "resume point; wins over last_event_id"},
 ]
-# Each SSE event as a client parses it: `done` carries [DONE], every other event one JSON object.
+# Each SSE event as a client parses it: `done` carries [DONE], every other event one JSON object that
+# names its workflow (a session stream's "Session not found" frame names the session instead).
 SSE_EVENT = {
     "type": "object",
     "required": ["event", "data"],
@@ -131,7 +132,8 @@ SSE_EVENT = {
     "if": {"properties": {"event": {"const": "done"}}},
     "then": {"properties": {"data": {"const": "[DONE]"}}},
     "else": {"properties": {"data": {"contentMediaType": "application/json",
-                                     "contentSchema": {"type": "object", "required": ["workflow_id"]}}}},
+                                     "contentSchema": {"type": "object", "anyOf": [
+                                         {"required": ["workflow_id"]}, {"required": ["session_id"]}]}}}},
 }
 LIMITED = {"description": "Rate limited per API key; answers carry X-RateLimit-* headers."}
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentwire.ingest.openapi import BOOL, INT, NSTR, STR, TASK_ID, _body, _errors, _json, _obj, _ref
+from agentwire.ingest.openapi import BOOL, ID, INT, MAX_OFFSET, NSTR, STR, TASK_ID, _body, _errors, _json, _obj, _ref
 
 NNUM = {"type": ["number", "null"]}
 WORKFLOW_ID = {**TASK_ID, "name": "workflow_id"}
@@ -115,7 +115,7 @@ def paths() -> dict[str, Any]:
             "parameters": [{"name": "limit", "in": "query", "required": False,
                             "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}},
                            {"name": "offset", "in": "query", "required": False,
-                            "schema": {"type": "integer", "minimum": 0, "default": 0}},
+                            "schema": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0}},
                            {"name": "cursor", "in": "query", "required": False, "schema": STR}],
             "responses": {"200": _json("SessionList", "Sessions"), **_errors(400, 401, 429)}}},
         "/api/v1/sessions/{session_id}": {"parameters": [SESSION_ID], "get": {
@@ -136,7 +136,7 @@ def paths() -> dict[str, Any]:
             "parameters": [{"name": "limit", "in": "query", "required": False,
                             "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 10}},
                            {"name": "offset", "in": "query", "required": False,
-                            "schema": {"type": "integer", "minimum": 0, "default": 0}}],
+                            "schema": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0}}],
             "responses": {"200": _json("SessionTurns", "Turns"), **_errors(400, 401, 404, 413)}}},
         "/v1/models": {"get": {
             "operationId": "listModels", "summary": "OpenAI-compatible: the models (each names a scenario)",
@@ -150,7 +150,7 @@ def paths() -> dict[str, Any]:
             "summary": "OpenAI-compatible chat completion: the last user message becomes a task. With stream: true, "
                        "text/event-stream of chat.completion.chunk objects, then data: [DONE]. Errors in OpenAI's "
                        "shape." + LIMITED,
-            "parameters": [{"name": "X-Session-ID", "in": "header", "required": False, "schema": STR}],
+            "parameters": [{"name": "X-Session-ID", "in": "header", "required": False, "schema": ID}],
             "requestBody": _body("ChatCompletionRequest"),
             "responses": {"200": {"description": "The completion, or its chunks when streamed",
                                   "content": {"application/json": {"schema": _ref("ChatCompletion")},

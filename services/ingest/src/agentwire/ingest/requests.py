@@ -7,6 +7,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
+from agentwire.service.http import ID_PATTERN
+
+# CONTRACT.md: ids in paths and workflow_id. A session id is one too: /api/v1/sessions/{session_id}
+# must reach every session a task can name (and PostgreSQL text, where it is kept, holds no NUL).
+ID = ID_PATTERN.pattern
+
 
 class Mode(StrEnum):
     SIMPLE = "simple"
@@ -27,7 +33,7 @@ class SubmitTask(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     query: str = Field(min_length=1, max_length=10_000)
-    session_id: str | None = Field(None, max_length=128)
+    session_id: str | None = Field(None, max_length=128, pattern=ID)
     context: dict[str, Any] | None = None
     mode: Mode | None = None
     model_tier: ModelTier | None = None
@@ -48,8 +54,8 @@ class ApprovalDecisionBody(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    approval_id: str = Field(min_length=1, max_length=128)
-    workflow_id: str = Field(min_length=1, max_length=128)
+    approval_id: str = Field(min_length=1, max_length=128, pattern=ID)
+    workflow_id: str = Field(min_length=1, max_length=128, pattern=ID)
     approved: StrictBool
     feedback: str | None = Field(None, max_length=4000)
 

@@ -22,6 +22,7 @@ from agentwire.store import InvalidCursor, SessionSummary
 routes = web.RouteTableDef()
 
 NOT_FOUND = "Session not found"
+NOT_BLANK = r"^[^\x00]*[^\s\x00][^\x00]*$"  # something besides spaces, and no NUL (PostgreSQL text)
 
 
 class SessionTitle(BaseModel):
@@ -29,7 +30,7 @@ class SessionTitle(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    title: str = Field(min_length=1, max_length=60)
+    title: str = Field(min_length=1, max_length=60, pattern=NOT_BLANK)
 
 
 async def _own_session(request: web.Request, principal: Principal | None = None) -> tuple[Principal, SessionSummary]:
