@@ -422,8 +422,16 @@ def _resolve_ports(port: int, controller_port: int) -> tuple[int, int]:
 
 
 def new_cluster_id() -> str:
-    """22-character URL-safe base64 of 16 random bytes (what StorageTool expects)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    """22-character URL-safe base64 of 16 random bytes (what StorageTool expects).
+
+    Never one that starts with "-" (1 in 64 would): StorageTool's command line takes it for an
+    option ("argument --cluster-id/-t: expected one argument"). Kafka's own Uuid.randomUuid()
+    draws again in that case too.
+    """
+    while True:
+        value = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not value.startswith("-"):
+            return value
 
 
 def _cluster_id(data_dir: Path) -> str:

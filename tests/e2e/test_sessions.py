@@ -97,6 +97,7 @@ def test_unknown_sessions_and_bad_parameters(stack: Stack, client: ShannonClient
     url = stack.base_url
     for path, status in [("/api/v1/sessions?limit=0", 400), ("/api/v1/sessions?limit=101", 400),
                          ("/api/v1/sessions?offset=-1", 400), ("/api/v1/sessions?cursor=nope", 400),
+                         ("/api/v1/sessions?offset=", 400), ("/api/v1/tasks?limit=", 400),  # empty: no integer
                          ("/api/v1/sessions/bad%20id", 400), ("/api/v1/sessions/s-x/events?limit=0", 404)]:
         response = httpx.get(url + path, timeout=10)
         assert response.status_code == status and "error" in response.json(), path

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from agentwire.service.lifecycle import configure_logging, run, serve
+from agentwire.service.lifecycle import configure_logging, raise_open_files_limit, run, serve
 from agentwire.service.settings import Settings, load_settings
 from agentwire.service.waiting import topics_when_kafka_answers
 
@@ -21,11 +21,13 @@ def run_http_service(
     notice a departed client only at their next write (a keepalive, up to ``streaming.keepalive_s`` later).
     """
     configure_logging()
+    raise_open_files_limit()
     settings = load_settings()
 
     async def serve_app(stop: asyncio.Event) -> None:
         http = settings.http
         if await topics_when_kafka_answers(settings.kafka, stop, service=service, host=http.host, port=http.port):
-            await serve(create_app(settings), http.host, http.port, stop, handler_cancellation=streams)
+            await serve(create_app(settings), http.host, http.port, stop, handler_cancellation=streams,
+                        idle_timeout_s=http.idle_timeout_s, backlog=http.listen_backlog)
 
     run(serve_app, settings.event_loop)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import resource
 import signal
 from collections.abc import Awaitable, Callable
 
@@ -45,21 +47,36 @@ async def _with_signals(main: Main) -> None:
 
 
 async def serve(app: web.Application, host: str, port: int, stop: asyncio.Event, *,
-                handler_cancellation: bool = False) -> None:
+                handler_cancellation: bool = False, idle_timeout_s: float = 75.0, backlog: int = 1024) -> None:
     """Serve ``app`` until ``stop`` is set, then shut it down (on_shutdown, cleanup).
 
     ``handler_cancellation`` cancels a handler when its client disconnects (long-lived streams).
+    ``idle_timeout_s`` is aiohttp's ``keepalive_timeout``: it closes a connection with no request in
+    progress (idle, or still sending its head) that long after its last response or its opening.
+    aiohttp's header limits stay at their defaults: request line and each header ≤ 8190 bytes, ≤ 128
+    headers (400 beyond). ``backlog`` is the listen queue (aiohttp's default, 128, drops bursts).
     """
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5.0,
-                           handler_cancellation=handler_cancellation)
+                           handler_cancellation=handler_cancellation, keepalive_timeout=idle_timeout_s)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True)
+    site = web.TCPSite(runner, host, port, reuse_address=True, backlog=backlog)
     await site.start()
     log.info("listening on http://%s:%s", host, bound_port(runner) or port)
     try:
         await stop.wait()
     finally:
         await runner.cleanup()
+
+
+def raise_open_files_limit() -> int:
+    """Raise the soft limit on open files to the hard one: each client connection is a file, and
+    the usual soft limit (1,024) is far below what one HTTP process serves (10,000 streams)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def bound_port(runner: web.AppRunner) -> int | None:

@@ -43,6 +43,12 @@ class HttpSettings(BaseModel):
     cors_origins: list[str] = Field(default_factory=lambda: ["*"])
     max_body_bytes: int = Field(1_048_576, ge=1024)
     read_your_writes_timeout_s: float = Field(2.0, gt=0)
+    # aiohttp closes a connection that has no request in progress for this long: an idle keep-alive
+    # connection, or one still sending its request head (slowloris). Streams in progress are not idle.
+    idle_timeout_s: float = Field(75.0, gt=0)
+    # connections the kernel completes before the server accepts them (capped by net.core.somaxconn):
+    # past it a burst of connects is dropped silently and the dropped clients wait on dead sockets
+    listen_backlog: int = Field(1024, ge=1)
 
 
 class StreamingSettings(BaseModel):

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agentwire.auth import Principal
 from agentwire.ingest.keys import SESSIONS
+from agentwire.ingest.openapi import MAX_OFFSET
 from agentwire.ingest.sessions import TooManyEvents, history_item
 from agentwire.ingest.web import int_param, json_response, limited, principal_of, read_body
 from agentwire.service.http import ApiError, valid_id
@@ -46,7 +47,7 @@ async def _own_session(request: web.Request, principal: Principal | None = None)
 async def list_sessions(request: web.Request) -> web.Response:
     principal, limits = limited(request)
     limit = int_param(request.query.get("limit"), "limit", default=20, low=1, high=100)
-    offset = int_param(request.query.get("offset"), "offset", default=0, low=0, high=10**9)
+    offset = int_param(request.query.get("offset"), "offset", default=0, low=0, high=MAX_OFFSET)
     try:
         rows, total, cursor = await request.app[SESSIONS].page(principal.tenant, limit=limit, offset=offset,
                                                                cursor=request.query.get("cursor") or None)
@@ -96,7 +97,7 @@ async def session_history(request: web.Request) -> web.Response:
 async def session_events(request: web.Request) -> web.Response:
     principal, session = await _own_session(request)
     limit = int_param(request.query.get("limit"), "limit", default=10, low=1, high=100)
-    offset = int_param(request.query.get("offset"), "offset", default=0, low=0, high=10**9)
+    offset = int_param(request.query.get("offset"), "offset", default=0, low=0, high=MAX_OFFSET)
     try:
         turns, total = await request.app[SESSIONS].turns(principal.tenant, session.session_id, limit=limit,
                                                          offset=offset)

@@ -61,8 +61,8 @@ async def own_task(request: web.Request, principal: Principal | None = None, *, 
 
 
 def int_param(raw: str | None, name: str, *, default: int, low: int, high: int) -> int:
-    if raw is None or raw == "":
-        return default
+    if raw is None:
+        return default  # absent; an empty value is no integer (400), as the document says
     try:
         value = int(raw)
     except ValueError:
