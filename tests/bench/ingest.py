@@ -6,12 +6,14 @@ generator in another process keeps BENCH_INGEST_CONNECTIONS [64] keep-alive conn
 Idempotency-Key; BENCH_INGEST_RETRY_SHARE [0.1] of them repeat an earlier key with the same body
 (a client retrying), which must answer the cached response. Prints submissions/s and latency
 percentiles as JSON on the last line. CPU of the ingest process is sampled too, so the figure
-can be read as submissions per ingest CPU-second.
+can be read as submissions per ingest CPU-second. BENCH_INGEST_PROFILE=path records the ingest
+process with py-spy over the measured window (``python -m tests.bench.profile path`` shows the top).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import os
@@ -24,6 +26,7 @@ from pathlib import Path
 
 import aiohttp
 
+from tests.bench.profile import recording
 from tests.support import postgres
 from tests.support.broker import kafka_broker
 from tests.support.stack import Stack
@@ -33,6 +36,7 @@ SECONDS = float(os.environ.get("BENCH_INGEST_SECONDS", "20"))
 WARMUP_S = float(os.environ.get("BENCH_INGEST_WARMUP_S", "3"))
 RETRY_SHARE = float(os.environ.get("BENCH_INGEST_RETRY_SHARE", "0.1"))
 LOADERS = int(os.environ.get("BENCH_INGEST_LOADERS", "1"))
+PROFILE = os.environ.get("BENCH_INGEST_PROFILE", "")
 
 
 async def load(base_url: str, seconds: float, seed: int) -> dict[str, object]:
@@ -93,7 +97,8 @@ def measure(base_url: str, pid: int) -> dict[str, object]:
         process.start()
     time.sleep(WARMUP_S)
     cpu_before = cpu_seconds(pid)
-    results = [queue.get(timeout=SECONDS + WARMUP_S + 120) for _ in loaders]
+    with recording(pid, Path(PROFILE)) if PROFILE else contextlib.nullcontext():
+        results = [queue.get(timeout=SECONDS + WARMUP_S + 120) for _ in loaders]
     cpu_used = cpu_seconds(pid) - cpu_before
     for process in loaders:
         process.join()

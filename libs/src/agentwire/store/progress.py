@@ -35,6 +35,11 @@ class IndexProgress:
         self._changed = asyncio.Event()
         self._listener: asyncpg.Connection | None = None
         self._offsets: AIOKafkaConsumer | None = None
+        # end offsets shared by concurrent readers (one ListOffsets request for a burst of lookups)
+        self._ends_lock = asyncio.Lock()
+        self._ends_asked = 0  # tickets handed out
+        self._ends_served = 0  # every ticket up to this one is answered by ``_ends``
+        self._ends: dict[int, int] = {}
 
     async def start(self) -> None:
         self._offsets = make_consumer(self._kafka, isolation_level="read_committed")
@@ -75,11 +80,28 @@ class IndexProgress:
         self._changed.set()
 
     async def end_offsets(self, partitions: list[int] | None = None) -> dict[int, int]:
-        """The topic's end offsets now (of ``partitions``, default all)."""
+        """The topic's end offsets now (of ``partitions``, default all).
+
+        "Now" means: read by a request that began after this call did. Concurrent callers share one
+        request (for all partitions): a caller waits for the request in flight, then takes the
+        answer of the next one if that one began after the caller asked. Under a burst of lookups
+        this is one ListOffsets per round trip instead of one per lookup.
+        """
         assert self._offsets is not None, "progress not started"
-        tps = self._tps if partitions is None else [self._tps[p] for p in partitions]
-        ends = await self._offsets.end_offsets(tps)
-        return {tp.partition: int(end) for tp, end in ends.items()}
+        self._ends_asked += 1
+        ticket = self._ends_asked
+        async with self._ends_lock:
+            if self._ends_served < ticket:
+                covers = self._ends_asked  # every ticket handed out before this request begins
+                ends = await self._offsets.end_offsets(self._tps)
+                self._ends = {tp.partition: int(end) for tp, end in ends.items()}
+                self._ends_served = covers
+            ends_now = self._ends
+        return ends_now if partitions is None else {p: ends_now[p] for p in partitions}
+
+    def indexed(self, partition: int) -> int:
+        """The partition's offset known to be indexed (and committed) by now."""
+        return self._indexed.get(partition, 0)
 
     def reached(self, targets: dict[int, int]) -> bool:
         return all(target <= 0 or self._indexed.get(p, 0) >= target for p, target in targets.items())

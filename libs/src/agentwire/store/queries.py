@@ -22,8 +22,9 @@ import orjson
 
 from agentwire.kafka.partitioning import partition_for
 from agentwire.schema import DecodeError, SessionMeta, TaskState, TaskStatus, decode
+from agentwire.store.batching import Batcher
 from agentwire.store.progress import IndexProgress
-from agentwire.store.rows import task_row
+from agentwire.store.rows import TaskRow, task_row
 from agentwire.store.sessions import (
     SESSION_COLUMNS,
     SESSION_ENDS,
@@ -83,6 +84,9 @@ class TaskStore:
         self._lifetime = timedelta(seconds=lifetime_s)
         self._partitions = partitions
         self.ready = False
+        # one statement for the concurrent single-task reads and submitted rows (store/batching.py)
+        self._gets: Batcher[str, bytes | None] = Batcher(self._get_many)
+        self._puts: Batcher[TaskRow, None] = Batcher(self._put_many)
 
     def _cutoff(self) -> datetime:
         return datetime.now(UTC) - self._lifetime
@@ -91,19 +95,29 @@ class TaskStore:
 
     async def get(self, workflow_id: str) -> TaskState | None:
         """The task's latest state if the store has it and it is alive; never waits."""
-        raw = await self._pool.fetchval(
-            "SELECT state FROM tasks WHERE workflow_id = $1 AND active_at > $2", workflow_id, self._cutoff()
-        )
+        raw = await self._gets.call(workflow_id)
         return _state(raw) if raw is not None else None
+
+    async def _get_many(self, workflow_ids: list[str]) -> list[bytes | None]:
+        rows = await self._pool.fetch(
+            "SELECT workflow_id, state FROM tasks WHERE workflow_id = ANY($1::text[]) AND active_at > $2",
+            workflow_ids, self._cutoff(),
+        )
+        found = {row["workflow_id"]: row["state"] for row in rows}
+        return [found.get(w) for w in workflow_ids]
 
     async def lookup(self, workflow_id: str, timeout: float) -> TaskState | None:  # noqa: ASYNC109 - bounded wait
         """The task's state; if absent, wait up to ``timeout`` for the index to reach what was written before."""
+        partition = partition_for(workflow_id, self._partitions)
+        indexed = self._progress.indexed(partition)  # known indexed (and committed) before the read below
         found = await self.get(workflow_id)
         if found is not None:
             return found
-        if await self.catch_up(timeout, [partition_for(workflow_id, self._partitions)]):
-            return await self.get(workflow_id)
-        return None
+        if not await self.catch_up(timeout, [partition]):
+            return None
+        if self._progress.indexed(partition) <= indexed:
+            return None  # nothing was indexed since the read: it saw all there is
+        return await self.get(workflow_id)
 
     async def catch_up(self, timeout: float, partitions: list[int] | None = None) -> bool:  # noqa: ASYNC109
         """Wait until the index holds every record written before the call; False if ``timeout`` ran out."""
@@ -119,15 +133,23 @@ class TaskStore:
         Every pod then sees it at once, even while the indexers rebalance. ``DO NOTHING``: a row the
         indexer already wrote is as new or newer; the indexer applies this same record again later.
         """
-        row = task_row(state.workflow_id.encode(), record)
+        await self._puts.call(task_row(state.workflow_id.encode(), record))
+
+    async def _put_many(self, batch: list[TaskRow]) -> list[None]:
+        # the indexer's lock order (session rows are shared through triggers): no deadlock between them
+        rows = sorted(batch, key=lambda r: (r.tenant, r.session_id, r.workflow_id))
         await self._pool.execute(
             "INSERT INTO tasks (workflow_id, tenant, session_id, status, created_at, updated_at, completed_at,"
-            " active_at, partition, state, tokens, cost) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-            " ON CONFLICT (workflow_id) DO NOTHING",
-            row.workflow_id, row.tenant, row.session_id, row.status, row.created_at, row.updated_at,
-            row.completed_at, row.active_at, partition_for(row.workflow_id, self._partitions), row.state,
-            row.tokens, row.cost,
+            " active_at, partition, state, tokens, cost) SELECT * FROM unnest($1::text[], $2::text[], $3::text[],"
+            " $4::text[], $5::timestamptz[], $6::timestamptz[], $7::timestamptz[], $8::timestamptz[],"
+            " $9::integer[], $10::bytea[], $11::bigint[], $12::float8[]) ON CONFLICT (workflow_id) DO NOTHING",
+            [r.workflow_id for r in rows], [r.tenant for r in rows], [r.session_id for r in rows],
+            [r.status for r in rows], [r.created_at for r in rows], [r.updated_at for r in rows],
+            [r.completed_at for r in rows], [r.active_at for r in rows],
+            [partition_for(r.workflow_id, self._partitions) for r in rows], [r.state for r in rows],
+            [r.tokens for r in rows], [r.cost for r in rows],
         )
+        return [None] * len(batch)
 
     # -- lists ---------------------------------------------------------------------------------
 
