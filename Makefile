@@ -8,7 +8,7 @@ SERVICES := ingest edge runner processor gateway webui cli
 STAMP := $(VENV)/.installed
 PROJECTS := libs/pyproject.toml $(foreach s,$(SERVICES),services/$(s)/pyproject.toml)
 
-.PHONY: setup run test unit lint bench chaos fuzz kafka helm engine images k8s-tools k8s k8s-test centrifugo system-deps clean
+.PHONY: setup run test unit lint bench chaos fuzz soak kafka helm engine images k8s-tools k8s k8s-test centrifugo system-deps clean
 
 setup: $(STAMP) kafka helm
 
@@ -76,6 +76,10 @@ chaos: setup
 
 fuzz: setup
 	$(BIN)/python -m tests.fuzz.run
+
+# 10 minutes at 100 tasks/s, ~1,000 streams reading at once; RSS of every service judged by its trend
+soak: setup
+	$(BIN)/python -m tests.soak.run
 
 # System packages for Debian-like machines (CI calls this before `make test`).
 system-deps:
