@@ -29,6 +29,7 @@ import pytest
 import yaml
 
 from agentwire.auth import hash_key
+from tests.e2e.test_hostile import rss_kb
 from tests.integration.flows import check_stream
 from tests.support.sse import read_stream
 from tests.support.stack import Stack
@@ -58,15 +59,6 @@ def hostile(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         yield gateway
     finally:
         gateway.stop()
-
-
-def rss_kb(stack: Stack) -> int:
-    process = stack.services["gateway"].process
-    assert process is not None
-    for line in Path(f"/proc/{process.pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 def address(stack: Stack) -> tuple[str, int]:
