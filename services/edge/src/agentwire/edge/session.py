@@ -71,7 +71,12 @@ class StreamSession:
     ) -> None:
         self._hub = hub
         self._log = log_
-        self._state = state
+        self._workflow_id = state.workflow_id
+        # held until the start offset is known, then dropped: a TaskState per held client was a fifth of
+        # the client's memory (10,000 clients of one workflow held 10,000 copies)
+        self._state: TaskState | None = state
+        self._terminal_at_start = state.status.terminal
+        self._last_seq_at_start = state.last_seq
         self._resume = resume
         self._types = types
         self._buffer_size = buffer_size
@@ -88,9 +93,10 @@ class StreamSession:
 
     async def run(self, sink: Sink, protocol: str) -> None:
         """Stream until STREAM_END has been delivered (then ``finished`` is True) or the client leaves."""
-        sub = await self._hub.subscribe(self._state.workflow_id, self._partition, self._buffer_size)
+        sub = await self._hub.subscribe(self._workflow_id, self._partition, self._buffer_size)
         try:
             self._next_offset = await self._start_offset()
+            self._state = None
             while not self.finished:
                 sub.rejoin()
                 await self._catch_up(sink, protocol)
@@ -102,7 +108,7 @@ class StreamSession:
                     return
                 await self._live(sub, sink, protocol)
         except ConnectionResetError:  # aiohttp's ClientConnectionResetError: the client left
-            log.debug("client of %s left", self._state.workflow_id)
+            log.debug("client of %s left", self._workflow_id)
         finally:
             self._hub.unsubscribe(sub)
 
@@ -111,12 +117,13 @@ class StreamSession:
             partition, offset = self._resume.position
             if partition == self._partition:
                 return offset
+        assert self._state is not None
         return await self._log.start_offset(self._state)
 
     async def _catch_up(self, sink: Sink, protocol: str) -> None:
         """Deliver ``[next offset, end)``: the recent-events cache where it reaches, Kafka elsewhere."""
         end = await self._log.end_offset(self._partition)
-        workflow_id = self._state.workflow_id
+        workflow_id = self._workflow_id
         start = self._next_offset
         tail = self._hub.position(self._partition)
         cached = self._hub.cache.slice(workflow_id, start, end, tail) if tail is not None else None
@@ -143,7 +150,7 @@ class StreamSession:
         # what this read keeps to fill the cache: bounded by a budget shared by all reads
         read: list[Delivery] | None = [] if cache.enabled else None
         held = 0
-        reader = self._log.read(self._state.workflow_id, start, until=until)
+        reader = self._log.read(self._workflow_id, start, until=until)
         try:
             async with contextlib.aclosing(reader):
                 async for records in reader:
@@ -162,7 +169,7 @@ class StreamSession:
                     if self.finished:
                         break
             if read is not None and (not self.finished or read and read[-1].type == "STREAM_END"):
-                cache.fill(self._state.workflow_id, self._partition, start, until, read,
+                cache.fill(self._workflow_id, self._partition, start, until, read,
                            self._hub.position(self._partition))
         finally:
             cache.release(held)
@@ -233,8 +240,10 @@ class StreamSession:
 
     async def _ended_before_resume_point(self) -> bool:
         """A resume after the last event of a finished workflow: nothing more will come."""
-        state = await self._current_state() or self._state
-        return state.status.terminal and self._last_seq is not None and self._last_seq >= state.last_seq > 0
+        state = await self._current_state()
+        terminal, last_seq = ((state.status.terminal, state.last_seq) if state is not None
+                              else (self._terminal_at_start, self._last_seq_at_start))
+        return terminal and self._last_seq is not None and self._last_seq >= last_seq > 0
 
     async def _ended_elsewhere(self) -> bool:
         """The workflow has ended (or its state is gone), though its history up to now had no end."""

@@ -38,10 +38,20 @@ async def _authorized_state(request: web.Request) -> tuple[str, TaskState | None
     return workflow_id, state
 
 
+async def _open_session(request: web.Request) -> StreamSession | None:
+    """The client's session; None when the workflow is unknown or foreign.
+
+    The handler keeps the session, not the TaskState (session.py drops it once it has started).
+    """
+    _, state = await _authorized_state(request)
+    return None if state is None else _session(request, state)
+
+
 def _session(request: web.Request, state: TaskState) -> StreamSession:
     settings = request.app[SETTINGS]
     resume = parse_resume(request.headers.get("Last-Event-ID") or request.query.get("last_event_id"))
     store = request.app[STORE].tasks
+    workflow_id = state.workflow_id
     return StreamSession(
         request.app[HUB],
         request.app[LOG],
@@ -50,7 +60,7 @@ def _session(request: web.Request, state: TaskState) -> StreamSession:
         parse_types(request.query.get("types")),
         buffer_size=settings.streaming.buffer_size,
         keepalive_s=settings.streaming.keepalive_s,
-        current_state=lambda: store.get(state.workflow_id),
+        current_state=lambda: store.get(workflow_id),
         gone_grace_s=settings.streaming.unknown_workflow_wait_s,
     )
 
@@ -92,11 +102,10 @@ async def stream_sse(request: web.Request) -> web.StreamResponse:
         await response.write(
             f": connected to workflow {workflow_id}\nretry: {settings.streaming.retry_ms}\n\n".encode()
         )
-        _, state = await _authorized_state(request)
-        if state is None:
+        session = await _open_session(request)
+        if session is None:
             await response.write(not_found_frame(workflow_id))
         else:
-            session = _session(request, state)
             await session.run(SseSink(response, sse_wire(request, response, settings.streaming.buffer_size)), "sse")
             if session.gone:
                 await response.write(events_gone_frame(workflow_id))
@@ -139,11 +148,10 @@ async def stream_ws(request: web.Request) -> web.StreamResponse:
     _open.labels("ws").inc()
     reader = asyncio.create_task(_ignore_client_frames(ws))
     try:
-        _, state = await _authorized_state(request)
-        if state is None:
+        session = await _open_session(request)
+        if session is None:
             await ws.send_str(not_found_frame(workflow_id).split(b"data: ", 1)[1].strip().decode())
         else:
-            session = _session(request, state)
             await session.run(WsSink(ws, ws_wire(request, ws, settings.streaming.buffer_size)), "ws")
             if session.gone:
                 await ws.send_str(events_gone_frame(workflow_id).split(b"data: ", 1)[1].strip().decode())
