@@ -138,14 +138,25 @@ async def test_client_moves_between_edges_with_last_event_id(edges: Stack) -> No
     assert len(set(ids)) == len(ids)
 
 
-def stalled_socket(base: str, workflow_id: str) -> socket.socket:
-    """An SSE request over a socket with a tiny receive buffer that is then not read."""
+def stalled_socket(base: str, workflow_id: str) -> tuple[socket.socket, bytes]:
+    """An SSE request over a socket with a tiny receive buffer that is then not read, and what it read.
+
+    It reads its first event (WORKFLOW_STARTED): then its session has subscribed to the live tail,
+    and what is emitted from now on reaches it live. Under load a session that started late found
+    everything in history instead and never fell behind the tail (no catch-up to count).
+    """
     parsed = urlparse(base)
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect((parsed.hostname, parsed.port))
     sock.sendall(f"GET /api/v1/stream/sse?workflow_id={workflow_id} HTTP/1.0\r\nHost: x\r\n\r\n".encode())
-    return sock
+    sock.settimeout(30)
+    head = b""
+    while b"WORKFLOW_STARTED" not in head or not head.endswith(b"\n\n"):
+        chunk = sock.recv(1)  # a byte at a time: nothing past the first frame is taken off the socket
+        assert chunk, "the stream closed before its first event"
+        head += chunk
+    return sock, head
 
 
 def read_all(sock: socket.socket, deadline_s: float) -> bytes:
@@ -164,7 +175,7 @@ async def test_stalled_client_costs_the_others_nothing(edges: Stack) -> None:
     async with Feed(edges.bootstrap, edges.prefix) as feed, httpx.AsyncClient(timeout=60) as client:
         wf = await feed.declare()
         await feed.emit(wf, "WORKFLOW_STARTED", wait=True)
-        sock = await asyncio.to_thread(stalled_socket, base, wf)
+        sock, head = await asyncio.to_thread(stalled_socket, base, wf)
         fast = Seen()
         reader = asyncio.create_task(read(client, base, wf, fast))
         rss = []
@@ -194,7 +205,7 @@ async def test_stalled_client_costs_the_others_nothing(edges: Stack) -> None:
     lag_growth_kb = 6000 * event_bytes // 1024
     assert bound_kb < lag_growth_kb * 0.8, (bound_kb, lag_growth_kb)  # the check can tell them apart
     assert rss[2] - rss[0] < bound_kb, (rss, bound_kb)
-    raw = await asyncio.to_thread(read_all, sock, 60)
+    raw = head + await asyncio.to_thread(read_all, sock, 60)
     sock.close()
     got = [orjson.loads(line[6:])["seq"] for line in raw.split(b"\n")
            if line.startswith(b"data: {")]
