@@ -1,16 +1,19 @@
 """``make soak``: a steady load for minutes; the memory of every service must stay flat.
 
 Starts its own broker and stack (processor, runner, gateway), then for SOAK_SECONDS [600] submits
-SOAK_RATE [100] tasks/s (mode simple, each with an Idempotency-Key) and gives every task a client
-that reads it to the end: SSE with Last-Event-ID resumes (a forced disconnect with probability
-SOAK_RESUME_P [0.02] per event), or WebSocket for SOAK_WS_SHARE [0.1] of them. SOAK_SPEED [0.35]
-paces the tasks so that about SOAK_RATE × a task's length clients (≈ 1,000) read at once.
+SOAK_RATE [100] tasks/s (mode simple, each with an Idempotency-Key) and gives every task
+SOAK_READERS [1] clients that read it to the end: SSE with Last-Event-ID resumes (a forced disconnect
+with probability SOAK_RESUME_P [0.02] per event), or WebSocket for SOAK_WS_SHARE [0.1] of them.
+SOAK_SPEED [0.35] paces the tasks: about SOAK_RATE × SOAK_READERS × a task's length (≈ 10 s) clients
+read at once (≈ 1,000).
 
 Every 10 s it samples the RSS of each service, the clients reading and the tasks done. After the
 warm-up (SOAK_WARMUP_S [120]) each service's RSS series is judged by its trend: the least-squares
 slope over the rest of the run, projected over that span, must stay under max(10 % of the median,
 SOAK_FLAT_MB [24] MB). Also 0 error responses, every stream complete and exact, and the load kept
-up (tasks done within SOAK_LAG_S [60] of the end). Prints one JSON object on its last line and
+up: the number of clients reading must not trend upwards after the warm-up (a growing backlog of
+streams grows every service's memory, leak or not, so such a run judges nothing); every stream gets
+SOAK_LAG_S [60] s past the end to finish. Prints one JSON object on its last line and
 writes ``artifacts/soak.md`` with each series as a sparkline.
 """
 
@@ -20,6 +23,7 @@ import asyncio
 import json
 import os
 import random
+import signal
 import statistics
 import sys
 import tempfile
@@ -42,6 +46,7 @@ RATE = float(os.environ.get("SOAK_RATE", "100"))
 SPEED = float(os.environ.get("SOAK_SPEED", "0.35"))
 RESUME_P = float(os.environ.get("SOAK_RESUME_P", "0.02"))
 WS_SHARE = float(os.environ.get("SOAK_WS_SHARE", "0.1"))
+READERS = int(os.environ.get("SOAK_READERS", "1"))
 WARMUP_S = float(os.environ.get("SOAK_WARMUP_S", "120"))
 FLAT_MB = float(os.environ.get("SOAK_FLAT_MB", "24"))
 LAG_S = float(os.environ.get("SOAK_LAG_S", "60"))
@@ -101,6 +106,9 @@ class Soak:
             self.counts.error_responses.append(f"submit failed: {exc!r}")
             return
         self.submitted += 1
+        await asyncio.gather(*(self.reader(http, workflow_id, i * READERS + k, deadline) for k in range(READERS)))
+
+    async def reader(self, http: aiohttp.ClientSession, workflow_id: str, n: int, deadline: float) -> None:
         tally = Tally(workflow_id)
         self.tallies.append(tally)
         self.reading += 1
@@ -111,7 +119,7 @@ class Soak:
                     await read_ws(http, self.base_url, tally, self.counts)
                 else:
                     await read_sse(http, self.base_url, tally, self.counts, resume_p=RESUME_P,
-                                   rng=random.Random(i))
+                                   rng=random.Random(n))
         except TimeoutError:
             tally.errors.append(f"not ended by the deadline; last seq {tally.last_seq}")
         finally:
@@ -172,6 +180,20 @@ def judge(samples: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def kept_up(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Whether the stack kept up after the warm-up: the number of clients reading must not trend
+    upwards (a backlog of unfinished streams grows every service's memory with it, leak or not)."""
+    after = [s for s in samples if WARMUP_S <= s["t"] <= SECONDS]
+    if len(after) < 3:
+        return {"kept_up": False, "why": "too few samples after the warm-up"}
+    readers = [float(s["reading"]) for s in after]
+    times = [float(s["t"]) for s in after]
+    growth = trend(times, readers) * (times[-1] - times[0])
+    median = statistics.median(readers)
+    return {"kept_up": growth < 0.25 * max(median, 1.0), "reading_growth": round(growth), "reading_median": median,
+            "reading_sparkline": sparkline([s["reading"] for s in samples])}
+
+
 def write_table(figures: dict[str, Any]) -> None:
     rows = ["| service | RSS every 10 s (whole run) | min–max after warm-up | trend | flat |", "|---|---|---|---|---|"]
     for name in SERVICES:
@@ -182,7 +204,7 @@ def write_table(figures: dict[str, Any]) -> None:
     out = ROOT / "artifacts" / "soak.md"
     out.parent.mkdir(exist_ok=True)
     out.write_text(f"Measured {time.strftime('%Y-%m-%d %H:%M')} UTC on {os.cpu_count()} shared cores; command: "
-                   f"`make soak` ({SECONDS:.0f} s at {RATE:g} tasks/s).\n\n" + "\n".join(rows)
+                   f"`make soak` ({SECONDS:.0f} s at {RATE:g} tasks/s, {READERS} readers each).\n\n" + "\n".join(rows)
                    + f"\n\n```json\n{json.dumps({k: v for k, v in figures.items() if k != 'rss'})}\n```\n")
 
 
@@ -194,10 +216,15 @@ def summarise(soak: Soak, duration: float) -> dict[str, Any]:
     for error in soak.counts.error_responses[:10]:
         log(f"ERROR RESPONSE {error}")
     rss = judge(soak.samples)
+    load = kept_up(soak.samples)
+    if not load["kept_up"]:
+        log(f"the stack did not keep up: clients reading {load.get('reading_sparkline', '')} "
+            "(RSS trends then measure the backlog, not leaks)")
     return {
         "soak_seconds": SECONDS, "soak_rate_target": RATE,
         "soak_tasks": soak.submitted,
         "soak_tasks_per_s": round(soak.submitted / SECONDS, 1),
+        "soak_clients": len(soak.tallies),
         "soak_max_concurrent_clients": soak.max_reading,
         "soak_ws_clients": sum(1 for t in soak.tallies if t.edge == "ws"),
         "soak_events_checked": sum(len(t.seqs) for t in soak.tallies),
@@ -209,12 +236,19 @@ def summarise(soak: Soak, duration: float) -> dict[str, Any]:
         "soak_duplicated": sum(t.duplicated for t in soak.tallies),
         "soak_unended": sum(not t.ended for t in soak.tallies),
         "soak_rss_flat": all(j.get("flat") for j in rss.values()),
+        "soak_kept_up": load["kept_up"],
+        "soak_load": load,
         "soak_duration_s": round(duration, 1),
         "rss": rss,
     }
 
 
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM too stops the stack and the broker (the finally blocks)
+
+
 def main() -> int:
+    signal.signal(signal.SIGTERM, _interrupt)
     started = time.monotonic()
     with kafka_broker(12) as bootstrap, tempfile.TemporaryDirectory(prefix="agentwire-soak-") as workdir:
         stack = Stack(bootstrap, Path(workdir), extra_env={
@@ -236,7 +270,8 @@ def main() -> int:
         log(f"{name:9} {j.get('sparkline', '')} {j.get('min_mb', 0):.0f}–{j.get('max_mb', 0):.0f} MB, "
             f"trend {j.get('slope_mb_per_min', 0):+.2f} MB/min, flat: {j.get('flat')}")
     print(json.dumps(figures))
-    clean = (figures["soak_rss_flat"] and figures["soak_error_responses"] == 0 and figures["soak_bad_streams"] == 0
+    clean = (figures["soak_rss_flat"] and figures["soak_kept_up"] and figures["soak_error_responses"] == 0
+             and figures["soak_bad_streams"] == 0
              and figures["soak_unended"] == 0)
     return 0 if clean else 1
 
