@@ -9,10 +9,11 @@ fetches and decodes in its own C threads.
 How it meets the event loop: librdkafka's consumer is used from one thread at a time (confluent-kafka
 serializes the calls, and a thread that polls in a loop would starve any other caller), so one thread
 owns it. It runs the hub's commands (assign a partition at its end offset, drop a partition) between
-polls, and hands each batch of records to the loop with ``call_soon_threadsafe``; it waits until the
-loop has dispatched a batch before it polls again. Meanwhile librdkafka keeps fetching, so under load
-batches grow and the loop pays per batch. A poll returns at the first record (``consume`` would wait
-for its whole count), and then takes what else is already queued without waiting.
+polls, and hands each batch of records to the loop with ``call_soon_threadsafe``. The loop holds one
+batch at a time: a batch polled while the loop still dispatches the last one waits, and takes along what
+came meanwhile (librdkafka keeps fetching), so under load batches grow and the loop pays per batch;
+at a low rate the thread wakes once per batch, not twice. A poll returns at the first record
+(``consume`` would wait for its whole count), and then takes what else is already queued without waiting.
 
 A poll waits at most ``POLL_S``, so a command waits at most that long.
 """
@@ -67,7 +68,7 @@ class TailConsumer:
         self._topic = topic
         self._on_batch = on_batch
         self._commands: queue.SimpleQueue[Command] = queue.SimpleQueue()
-        self._dispatched = threading.Event()
+        self._free = threading.Semaphore(1)  # one batch at a time in the loop's hands
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -129,12 +130,14 @@ class TailConsumer:
                 if message is None:
                     continue
                 batch = [message, *consumer.consume(MAX_BATCH - 1, 0)]
-                self._dispatched.clear()
+                if not self._free.acquire(blocking=False):  # the loop is still dispatching the last batch
+                    while not self._free.acquire(timeout=POLL_S):
+                        if self._stopping.is_set():
+                            return
+                    if len(batch) < MAX_BATCH:  # what came meanwhile goes along
+                        batch += consumer.consume(MAX_BATCH - len(batch), 0)
                 if not self._post(self._dispatch, batch):
                     return
-                while not self._dispatched.wait(POLL_S):
-                    if self._stopping.is_set():
-                        return
         except Exception:
             log.exception("live tail consumer failed")
             raise
@@ -185,7 +188,7 @@ class TailConsumer:
         except Exception:
             log.exception("live tail dispatch failed")
         finally:
-            self._dispatched.set()
+            self._free.release()
 
 
 def _settle(future: asyncio.Future[Any], then: Callable[[Any], None] | None, result: Any,
