@@ -24,15 +24,17 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 log = logging.getLogger(__name__)
 
 POLL_S = 0.05
 MAX_BATCH = 5000  # records handed to the loop at once
+RETRY_S = 0.1  # between asking a partition's end offset again after a retriable error
 
 # A command runs on the consumer's thread; its result is then applied on the loop (before the next batch
 # is dispatched there) and settles the caller's future.
@@ -94,13 +96,10 @@ class TailConsumer:
         ``then(end)`` runs on the loop before any record of the partition is dispatched.
         """
         def assign(consumer: Consumer) -> int:
-            tp = TopicPartition(self._topic, partition)
-            marks = consumer.get_watermark_offsets(tp, timeout=30)
-            if marks is None:
-                raise TimeoutError(f"no end offset for {self._topic}[{partition}] within 30 s")
-            consumer.incremental_assign([TopicPartition(self._topic, partition, marks[1])])
+            end = _end_offset(consumer, TopicPartition(self._topic, partition))
+            consumer.incremental_assign([TopicPartition(self._topic, partition, end)])
             self._assigned += 1
-            return int(marks[1])
+            return end
 
         return int(await self._call(assign, then))
 
@@ -189,6 +188,31 @@ class TailConsumer:
             log.exception("live tail dispatch failed")
         finally:
             self._free.release()
+
+
+# what a partition's leader answers while it is being created or moved (librdkafka does not flag these as
+# retriable in get_watermark_offsets' errors)
+_NOT_YET = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+                      KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_PARTITION, KafkaError._TRANSPORT})
+
+
+def _end_offset(consumer: Consumer, tp: TopicPartition, timeout_s: float = 30.0) -> int:
+    """The partition's end offset, asked of its leader; a retriable error (a new topic's partition whose
+    leader the broker does not know yet: NOT_LEADER_FOR_PARTITION) is asked again until ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            marks = consumer.get_watermark_offsets(tp, timeout=max(deadline - time.monotonic(), 0.1))
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            if not isinstance(error, KafkaError) or time.monotonic() > deadline \
+                    or not (error.retriable() or error.code() in _NOT_YET):
+                raise
+            time.sleep(RETRY_S)
+            continue
+        if marks is None:
+            raise TimeoutError(f"no end offset for {tp.topic}[{tp.partition}] within {timeout_s:.0f} s")
+        return int(marks[1])
 
 
 def _settle(future: asyncio.Future[Any], then: Callable[[Any], None] | None, result: Any,
