@@ -46,8 +46,10 @@ def test_an_approved_plan_runs_to_completion(stack: Stack, client: ShannonClient
     request = _approval_request(client, workflow_id)
     assert request["approval_id"].startswith("approval-") and request["what"] == "plan"
     assert request["expires_at"].endswith("Z") and request["timeout_s"] == 600
-    # Nothing moves until someone decides.
-    assert client.get_status(workflow_id).status.value == "RUNNING"
+    # Nothing moves until someone decides. (The status comes from the query store, fed from the
+    # task-state topic right behind the events: a client that has just seen the request may read
+    # the state before it for a few milliseconds.)
+    eventually(lambda: client.get_status(workflow_id).status.value == "RUNNING", 10, "status RUNNING")
     assert client.approve(request["approval_id"], workflow_id, approved=True, feedback="looks good") is True
     assert client.wait(workflow_id, timeout=30).status.value == "COMPLETED"
 
