@@ -29,13 +29,13 @@ from typing import Any
 import faust
 import orjson
 from aiokafka import AIOKafkaProducer
-from faust.stores.rocksdb import Store as RocksStore
-from faust.types import TP, EventT, StreamT
+from faust.types import EventT, StreamT
 from pydantic import TypeAdapter
 
-from agentwire.kafka import make_producer, partition_for
+from agentwire.kafka import make_producer
 from agentwire.kafka.metrics import counter, gauge
-from agentwire.processor.pipeline import Changelog, Pipeline, Records
+from agentwire.processor import tables
+from agentwire.processor.pipeline import Changelog, Pipeline
 from agentwire.processor.records import TERMINAL_VALUES
 from agentwire.processor.row import Row
 from agentwire.processor.sequencer import Limits, Sequencer
@@ -47,7 +47,6 @@ from agentwire.schema import (
     TaskSubmitted,
     decode,
     decode_as,
-    dumps,
     encode,
 )
 from agentwire.service.settings import Settings
@@ -87,6 +86,7 @@ class Processor:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         kafka = settings.kafka
+        self._partitions = kafka.partitions
         topics = kafka.topics
         conf = settings.processor
         self.app = faust_app(settings, f"{kafka.topic_prefix}-processor")
@@ -95,8 +95,8 @@ class Processor:
         self.raw_topic = self.app.topic(topics.events_raw, **raw)
         schema = faust.Schema(key_type=str, key_serializer="raw", value_serializer="json")
         table = {"default": None, "schema": schema, "partitions": kafka.partitions}
-        self.rows_table = self.app.Table("workflows", options=self._rocksdb_options(), **table)
-        self.tasks_table = self.app.Table("tasks", options=self._rocksdb_options(), **table)
+        self.rows_table = self.app.Table("workflows", options=tables.rocksdb_options(settings), **table)
+        self.tasks_table = self.app.Table("tasks", options=tables.rocksdb_options(settings), **table)
         # ids of workflows not yet ended; "memory://" alone would read as no store at all (an empty
         # URL is false) and fall back to the app's RocksDB
         self.live_table = self.app.Table("live", store="memory://live", **table)
@@ -119,53 +119,15 @@ class Processor:
         self._table_rows = gauge("agentwire_processor_table_rows", "Rows held in each table", ["table"])
         self._wire()
 
-    def _rocksdb_options(self) -> dict[str, Any]:
-        """RocksDB options for one table (a fresh dict: faust's Store consumes it).
-
-        Half of ``table_memory_mb`` per table, split over the partitions' databases: a write
-        buffer of a quarter of a database's share (two of them at most) and a block cache of half.
-        """
-        share = self.settings.processor.table_memory_mb * 2**20 // (2 * self.settings.kafka.partitions)
-        return {"driver": "rocksdict", "write_buffer_size": max(share // 4, 64 * 1024),
-                "max_write_buffer_number": 2, "block_cache_size": max(share // 2, 64 * 1024)}
-
     # --- ports used by the Pipeline ----------------------------------------------------
 
     def load_row(self, workflow_id: str) -> Row | None:
-        stored = self._stored(self.rows_table, workflow_id)
+        stored = tables.stored(self.rows_table, self._partitions, workflow_id)
         return Row.model_validate(stored) if stored else None
 
     def load_task(self, workflow_id: str) -> TaskSubmitted | None:
-        data = self._stored(self.tasks_table, workflow_id)
+        data = tables.stored(self.tasks_table, self._partitions, workflow_id)
         return TaskSubmitted.model_validate(data) if data else None
-
-    def _stored(self, table: Any, key: str) -> Any:
-        """A RocksDB table's value for ``key``, read from the key's own partition database.
-
-        Reads and writes name the partition themselves (the tables are co-partitioned with the
-        raw topic): faust's Store finds a key through its current event, or else searches only the
-        databases it opened for the partitions it counts as assigned, which misses rows written
-        before their changelog topic existed (a first start) or read from a timer.
-        """
-        value = table.data._db_for_partition(partition_for(key, self.settings.kafka.partitions)).get(dumps(key))
-        return orjson.loads(value) if value is not None else None
-
-    def _stored_slice(self, table: Any, partition: int, after: bytes | None, limit: int
-                      ) -> list[tuple[bytes, Any]]:
-        """Up to ``limit`` (encoded key, value) of a RocksDB table's partition, after ``after``.
-
-        Each call seeks afresh: an iterator kept between calls would pin the database's memtables
-        and files for as long as it lives.
-        """
-        store = table.data
-        found: list[tuple[bytes, Any]] = []
-        for key, value in store._db_for_partition(partition).items(from_key=after):
-            if key == after or key == store.offset_key or value is None:
-                continue
-            found.append((key, orjson.loads(value)))
-            if len(found) >= limit:
-                break
-        return found
 
     def row_records(self, snapshots: dict[str, dict[str, Any]]) -> list[Changelog]:
         """The rows' changelog records, and the live set's: a workflow joins it with its first row
@@ -178,49 +140,24 @@ class Processor:
                 marks[workflow_id] = None
             elif not ended and workflow_id not in live:
                 marks[workflow_id] = {}
-        changelogs = [self._changelog(self.rows_table, snapshots)]
+        changelogs = [tables.changelog(self.rows_table, self._partitions, snapshots)]
         if marks:
-            changelogs.append(self._changelog(self.live_table, marks))
+            changelogs.append(tables.changelog(self.live_table, self._partitions, marks))
         return changelogs
 
     def task_records(self, tasks: list[TaskSubmitted]) -> Changelog:
         fresh = {t.workflow_id: t.model_dump(mode="json") for t in tasks
-                 if self._stored(self.tasks_table, t.workflow_id) is None}
-        return self._changelog(self.tasks_table, fresh)
-
-    def _changelog(self, table: Any, rows: dict[str, dict[str, Any] | None]) -> Changelog:
-        """Put rows in a table (None deletes) and return its changelog records: faust's own encoding,
-        JSON key and value, and a tombstone for a deletion."""
-        records: Records = {}
-        partitions = self.settings.kafka.partitions
-        store = table.data
-        rocks = isinstance(store, RocksStore)
-        for key, value in rows.items():
-            partition = partition_for(key, partitions)
-            encoded_key, encoded = dumps(key), None if value is None else dumps(value)
-            if rocks:
-                # faust's Store writes only inside an event of the table's own partition; the
-                # pipeline writes later, from its shipping task, into that partition's database
-                db = store._db_for_partition(partition)
-                db.put(encoded_key, encoded) if encoded is not None else db.delete(encoded_key)
-            elif value is None:
-                store.pop(key, None)
-            else:
-                store[key] = value
-            records.setdefault(partition, []).append((encoded_key, encoded))
-        return Changelog(table.changelog_topic.get_topic_name(), records, store if rocks else None)
+                 if tables.stored(self.tasks_table, self._partitions, t.workflow_id) is None}
+        return tables.changelog(self.tasks_table, self._partitions, fresh)
 
     def expire_records(self, workflow_ids: list[str]) -> list[Changelog]:
         """Tombstones for the rows and tasks of workflows past their lifetime (and out of the tables)."""
         gone: dict[str, dict[str, Any] | None] = dict.fromkeys(workflow_ids)
-        return [self._changelog(self.rows_table, gone), self._changelog(self.tasks_table, gone)]
+        return [tables.changelog(self.rows_table, self._partitions, gone),
+                tables.changelog(self.tasks_table, self._partitions, gone)]
 
     def written(self, changelog: Changelog, last_offsets: dict[int, int]) -> None:
-        """A changelog's records are in Kafka: its store remembers their offsets, so a restart with
-        this data directory recovers only what was written after them."""
-        if changelog.store is not None:
-            for partition, offset in last_offsets.items():
-                changelog.store.set_persisted_offset(TP(changelog.topic, partition), offset)
+        tables.remember_offsets(changelog, last_offsets)
 
     def dead_letter(self, record: Any, reason: str) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]:
         message = record.message
@@ -290,7 +227,7 @@ class Processor:
             await self._time_out_silent()
             self._table_rows.labels("live").set(len(self.live_table.data))
             for name, table in (("workflows", self.rows_table), ("tasks", self.tasks_table)):
-                self._table_rows.labels(name).set(_estimated_rows(table))
+                self._table_rows.labels(name).set(tables.estimated_rows(table))
 
         @app.timer(self.settings.retention.sweep_interval_s)
         async def sweep_expired_rows() -> None:
@@ -351,7 +288,7 @@ class Processor:
         for workflow_id in list(self.live_table.data.keys()):
             if workflow_id in working:
                 continue
-            stored = self._stored(self.rows_table, workflow_id)
+            stored = tables.stored(self.rows_table, self._partitions, workflow_id)
             if stored and stored.get("status") not in TERMINAL_VALUES:
                 working[workflow_id] = Row.model_validate(stored)
 
@@ -369,7 +306,7 @@ class Processor:
         if partition not in owned:
             partition, after = _next_owned(owned, partition), None
         for _ in range(len(owned)):
-            rows = self._stored_slice(self.rows_table, partition, after, budget)
+            rows = tables.stored_slice(self.rows_table, partition, after, budget)
             for key, stored in rows:
                 ended = stored.get("completed_at")
                 workflow_id = orjson.loads(key)
@@ -391,14 +328,6 @@ class Processor:
             raw = RawEvent(event_id=f"{workflow_id}:timeout:{int(now)}", workflow_id=workflow_id,
                            type=InternalType.TIMEOUT)
             await self.raw_topic.send(key=workflow_id.encode(), value=encode(raw))
-
-
-def _estimated_rows(table: Any) -> int:
-    """RocksDB's own estimate of the keys in a table's open databases (counting would read them all)."""
-    store = table.data
-    if not isinstance(store, RocksStore):
-        return len(store)
-    return sum(db.property_int_value("rocksdb.estimate-num-keys") or 0 for db in list(store._dbs.values()))
 
 
 def _next_owned(owned: list[int], partition: int) -> int:

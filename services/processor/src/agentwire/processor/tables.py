@@ -1,0 +1,91 @@
+"""The processor's faust tables on RocksDB: options, reads and writes that name their partition.
+
+The tables are co-partitioned with the raw topic, so every read and write here names the key's
+partition itself. faust's Store otherwise finds a key through its current event, or searches only
+the databases it opened for the partitions it counts as assigned — which misses rows written
+before their changelog topic existed (a first start), and rows read from a timer or from the
+pipeline's shipping task.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from faust.stores.rocksdb import Store as RocksStore
+from faust.types import TP
+
+from agentwire.kafka import partition_for
+from agentwire.processor.pipeline import Changelog, Records
+from agentwire.schema import dumps
+from agentwire.service.settings import Settings
+
+
+def rocksdb_options(settings: Settings) -> dict[str, Any]:
+    """RocksDB options for one table (a fresh dict: faust's Store consumes it).
+
+    Half of ``table_memory_mb`` per table, split over the partitions' databases: a write buffer of
+    a quarter of a database's share (two of them at most) and a block cache of half.
+    """
+    share = settings.processor.table_memory_mb * 2**20 // (2 * settings.kafka.partitions)
+    return {"driver": "rocksdict", "write_buffer_size": max(share // 4, 64 * 1024),
+            "max_write_buffer_number": 2, "block_cache_size": max(share // 2, 64 * 1024)}
+
+
+def stored(table: Any, partitions: int, key: str) -> Any:
+    """A RocksDB table's value for ``key``, read from the key's own partition database."""
+    value = table.data._db_for_partition(partition_for(key, partitions)).get(dumps(key))
+    return orjson.loads(value) if value is not None else None
+
+
+def stored_slice(table: Any, partition: int, after: bytes | None, limit: int) -> list[tuple[bytes, Any]]:
+    """Up to ``limit`` (encoded key, value) of a RocksDB table's partition, after ``after``.
+
+    Each call seeks afresh: an iterator kept between calls would pin the database's memtables and
+    files for as long as it lives.
+    """
+    store = table.data
+    found: list[tuple[bytes, Any]] = []
+    for key, value in store._db_for_partition(partition).items(from_key=after):
+        if key == after or key == store.offset_key or value is None:
+            continue
+        found.append((key, orjson.loads(value)))
+        if len(found) >= limit:
+            break
+    return found
+
+
+def changelog(table: Any, partitions: int, rows: dict[str, dict[str, Any] | None]) -> Changelog:
+    """Put rows in a table (None deletes) and return its changelog records: faust's own encoding,
+    JSON key and value, and a tombstone for a deletion."""
+    records: Records = {}
+    store = table.data
+    rocks = isinstance(store, RocksStore)
+    for key, value in rows.items():
+        partition = partition_for(key, partitions)
+        encoded_key, encoded = dumps(key), None if value is None else dumps(value)
+        if rocks:
+            db = store._db_for_partition(partition)
+            db.put(encoded_key, encoded) if encoded is not None else db.delete(encoded_key)
+        elif value is None:
+            store.pop(key, None)
+        else:
+            store[key] = value
+        records.setdefault(partition, []).append((encoded_key, encoded))
+    return Changelog(table.changelog_topic.get_topic_name(), records, store if rocks else None)
+
+
+def remember_offsets(written: Changelog, last_offsets: dict[int, int]) -> None:
+    """A changelog's records are in Kafka: its store remembers their offsets, so a restart with
+    this data directory recovers only what was written after them."""
+    if written.store is not None:
+        for partition, offset in last_offsets.items():
+            written.store.set_persisted_offset(TP(written.topic, partition), offset)
+
+
+def estimated_rows(table: Any) -> int:
+    """RocksDB's own estimate of the keys in a table's open databases (counting would read them all)."""
+    store = table.data
+    if not isinstance(store, RocksStore):
+        return len(store)
+    return sum(db.property_int_value("rocksdb.estimate-num-keys") or 0 for db in list(store._dbs.values()))
