@@ -13,12 +13,15 @@
 
 CPU is each process's utime + stime from /proc, from its first output to its last. Prints one
 JSON object on its last line. ``python -m tests.bench.processor`` (AGENTWIRE_TEST_KAFKA=host:port
-uses a running broker).
+uses a running broker). BENCH_PROCESSOR_PHASES=e2e runs only the end-to-end phase (names: noop,
+preloaded, two, e2e); BENCH_PROCESSOR_PROFILE=path records the end-to-end processor with py-spy
+(``python -m tests.bench.profile path`` prints its top).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -37,6 +40,7 @@ from agentwire.runner.scenarios import steps_for
 from agentwire.runner.script import Options, rng_for
 from agentwire.schema import TaskSubmitted, encode
 from agentwire.service.settings import KafkaSettings
+from tests.bench.profile import recording
 from tests.support.broker import kafka_broker
 from tests.support.stack import Service, Stack
 
@@ -44,6 +48,8 @@ WORKFLOWS = int(os.environ.get("BENCH_WORKFLOWS", "600"))
 PER_WORKFLOW = int(os.environ.get("BENCH_EVENTS_PER_WORKFLOW", "100"))
 E2E_RATE = int(os.environ.get("BENCH_E2E_RATE", "1000"))
 E2E_SECONDS = float(os.environ.get("BENCH_E2E_SECONDS", "30"))
+PHASES = set(os.environ.get("BENCH_PROCESSOR_PHASES", "noop,preloaded,two,e2e").split(","))
+PROFILE = os.environ.get("BENCH_PROCESSOR_PROFILE", "")
 PARTITIONS = 12
 USAGE = {"tokens_used": 10, "input_tokens": 5, "output_tokens": 5, "cost_usd": 0.0001, "model_used": "m",
          "provider": "p"}
@@ -255,7 +261,8 @@ def end_to_end(bootstrap: str, workdir: Path) -> dict[str, object]:
             return result
 
         runner_cpus: list[float] = []
-        seconds, total, cpu = asyncio.run(drive())
+        with recording(pids[0], Path(PROFILE)) if PROFILE else contextlib.nullcontext():
+            seconds, total, cpu = asyncio.run(drive())
         sizes = asyncio.run(frame_sizes(bootstrap, topics.events_raw))
     records = sum(sizes.values())
     events = sum(size * count for size, count in sizes.items())
@@ -282,22 +289,24 @@ def main() -> None:
     figures: dict[str, object] = {}
     with kafka_broker(PARTITIONS) as bootstrap, tempfile.TemporaryDirectory(prefix="bench-proc-") as tmp:
         workdir = Path(tmp)
-        base = noop(bootstrap, workdir)
-        one = preloaded(bootstrap, workdir, workers=1)
-        two = preloaded(bootstrap, workdir, workers=2)
-        figures.update(end_to_end(bootstrap, workdir))
-    figures.update({
-        "processor_noop_ratio": round(one["events_per_cpu_s"] / base["noop_records_per_cpu_s"], 3),
-        "processor_preloaded_events_per_cpu_s": one["events_per_cpu_s"],
-        "processor_preloaded_events_per_s": one["events_per_s"],
-        "processor_noop_records_per_cpu_s": base["noop_records_per_cpu_s"],
-        "processor_noop_records_per_s": base["noop_records_per_s"],
-        "processor_two_workers_events_per_s": two["events_per_s"],
-        "processor_two_workers_events_per_cpu_s": two["events_per_cpu_s"],
-        "processor_preloaded_events": one["events"],
-        "load_average_1m": round(os.getloadavg()[0], 2),
-        "cores": os.cpu_count(),
-    })
+        base = noop(bootstrap, workdir) if "noop" in PHASES else None
+        one = preloaded(bootstrap, workdir, workers=1) if "preloaded" in PHASES else None
+        two = preloaded(bootstrap, workdir, workers=2) if "two" in PHASES else None
+        if "e2e" in PHASES:
+            figures.update(end_to_end(bootstrap, workdir))
+    if base and one:
+        figures["processor_noop_ratio"] = round(one["events_per_cpu_s"] / base["noop_records_per_cpu_s"], 3)
+    if one:
+        figures.update({"processor_preloaded_events_per_cpu_s": one["events_per_cpu_s"],
+                        "processor_preloaded_events_per_s": one["events_per_s"],
+                        "processor_preloaded_events": one["events"]})
+    if base:
+        figures.update({"processor_noop_records_per_cpu_s": base["noop_records_per_cpu_s"],
+                        "processor_noop_records_per_s": base["noop_records_per_s"]})
+    if two:
+        figures.update({"processor_two_workers_events_per_s": two["events_per_s"],
+                        "processor_two_workers_events_per_cpu_s": two["events_per_cpu_s"]})
+    figures.update({"load_average_1m": round(os.getloadavg()[0], 2), "cores": os.cpu_count()})
     print(json.dumps(figures))
 
 

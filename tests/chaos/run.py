@@ -16,7 +16,8 @@ streams, non-terminal tasks, failed submissions, each with its workflow id) inst
 Prints one JSON object on its last line and writes ``artifacts/chaos.md``. Knobs (env):
 CHAOS_TASKS [240] (at least; submission goes on until the faults are over), CHAOS_RATE [3/s],
 CHAOS_SPEED [0.3], CHAOS_DISCONNECTS [1000], CHAOS_FAULTS [1] (0: no faults, a smoke run),
-CHAOS_DEADLINE_S [900] (the whole run, broker start included), CHAOS_KEEP=1 keeps the work dir (logs).
+CHAOS_DEADLINE_S [900] (the whole run, broker start included), CHAOS_KEEP=1 keeps the work dir (logs
+and the broker's data).
 """
 
 from __future__ import annotations
@@ -346,7 +347,6 @@ def main() -> int:
         stack.stop()
         script.stop(workdir / "kafka")
         findings = scan_logs(workdir)
-        shutil.rmtree(workdir / "kafka", ignore_errors=True)
         if os.environ.get("CHAOS_KEEP") != "1":
             shutil.rmtree(workdir, ignore_errors=True)
         else:

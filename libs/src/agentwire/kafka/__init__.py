@@ -4,6 +4,7 @@ from agentwire.kafka.admin import ensure_topics
 from agentwire.kafka.clients import make_consumer, make_producer
 from agentwire.kafka.consume import ConsumeLoop, Record, Reject
 from agentwire.kafka.deadletters import DeadLetters
+from agentwire.kafka.errors import kafka_away
 from agentwire.kafka.partitioning import parse_position_id, partition_for, position_id
 
 __all__ = [
@@ -12,6 +13,7 @@ __all__ = [
     "Record",
     "Reject",
     "ensure_topics",
+    "kafka_away",
     "make_consumer",
     "make_producer",
     "parse_position_id",

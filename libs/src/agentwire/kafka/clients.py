@@ -16,7 +16,7 @@ def make_producer(kafka: KafkaSettings, **overrides: Any) -> AIOKafkaProducer:
         "acks": "all",
         "linger_ms": 1,
         "max_batch_size": 256 * 1024,
-        "request_timeout_ms": 30_000,
+        "request_timeout_ms": kafka.request_timeout_ms,
         "retry_backoff_ms": 100,
     }
     options.update(overrides)

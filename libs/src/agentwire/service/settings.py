@@ -31,6 +31,9 @@ class KafkaSettings(BaseModel):
     partitions: int = Field(DEFAULT_PARTITIONS, ge=1, le=1024)
     replication_factor: int = Field(1, ge=1)
     retention_hours: float = Field(168.0, gt=0)  # events, commands, raw events: ≥ retention.tasks_days
+    # how long a producer retries one batch before failing it; the services then send it again
+    # (an outage longer than this loses nothing, it only wakes the resend)
+    request_timeout_ms: int = Field(30_000, ge=1000)
 
     @property
     def topics(self) -> Topics:

@@ -22,17 +22,21 @@ that ended more than ``retention.tasks_days`` ago are tombstoned (sweep below).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
 import orjson
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from faust.exceptions import ProducerSendError
 from faust.types import EventT, StreamT
 from pydantic import TypeAdapter
 
-from agentwire.kafka import make_producer
+from agentwire.kafka import kafka_away, make_producer
 from agentwire.kafka.metrics import counter, gauge
 from agentwire.processor import tables
 from agentwire.processor.pipeline import Changelog, Pipeline
@@ -53,6 +57,9 @@ from agentwire.service.settings import Settings
 
 log = logging.getLogger(__name__)
 
+RESEND_BACKOFF_S = 0.5
+RESEND_BACKOFF_MAX_S = 10.0
+
 _control = TypeAdapter(ControlCommand)
 
 
@@ -71,6 +78,7 @@ def faust_app(settings: Settings, name: str) -> faust.App:
         producer_linger_ms=1,
         producer_max_batch_size=256 * 1024,
         producer_acks=-1,
+        producer_request_timeout=kafka.request_timeout_ms / 1000,
         broker_commit_interval=0.5,
         broker_session_timeout=10.0,
         broker_heartbeat_interval=1.0,
@@ -97,6 +105,8 @@ class Processor:
         table = {"default": None, "schema": schema, "partitions": kafka.partitions}
         self.rows_table = self.app.Table("workflows", options=tables.rocksdb_options(settings), **table)
         self.tasks_table = self.app.Table("tasks", options=tables.rocksdb_options(settings), **table)
+        for stored in (self.rows_table, self.tasks_table):
+            tables.bound_memory(stored)
         # ids of workflows not yet ended; "memory://" alone would read as no store at all (an empty
         # URL is false) and fall back to the app's RocksDB
         self.live_table = self.app.Table("live", store="memory://live", **table)
@@ -272,10 +282,32 @@ class Processor:
             key, value, headers = self.dead_letter(event, str(exc))
             log.warning("dead-lettering %s[%d]@%d: %s", message.topic, message.partition, message.offset,
                         str(exc)[:300])
-            await self.app.producer.send(self.topic_dlq, key, value, None, None, headers)
+            await self._delivered(lambda: self.app.producer.send(self.topic_dlq, key, value, None, None, headers))
             self._admit_dead.labels(message.topic).inc()
             return
-        await self.raw_topic.send(key=raw.workflow_id.encode(), value=encode(raw))
+        await self._delivered(lambda: self.raw_topic.send(key=raw.workflow_id.encode(), value=encode(raw)))
+
+    async def _delivered(self, send: Callable[[], Awaitable[Awaitable[Any]]]) -> None:
+        """Send a record and wait until Kafka has it, sending again while Kafka is away.
+
+        The admit agent acknowledges a record when it asks for the next one, and faust's commit
+        does not check that what was sent was delivered: a record whose send failed (a batch
+        that expired in an outage longer than the request timeout) would be committed past and
+        its admission or command lost. One wait per task or command is small beside the events
+        each task makes.
+        """
+        delay = RESEND_BACKOFF_S
+        while True:
+            try:
+                await (await send())
+                return
+            except (KafkaError, ProducerSendError) as exc:
+                cause = exc.__cause__ if isinstance(exc, ProducerSendError) else exc
+                if cause is None or not kafka_away(cause):
+                    raise
+                log.warning("a send from the admit agent failed (%s); sending again in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RESEND_BACKOFF_MAX_S)
 
     def _load_live_rows(self) -> None:
         """After recovery: the rows of workflows that have not ended join the working set.

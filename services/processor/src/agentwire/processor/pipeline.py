@@ -17,7 +17,10 @@ Steps 2 and 3 run for several delivered batches at once, at most every
 Order matters for crash safety: a raw record is acknowledged only after its
 outputs and the row that remembers it are both in Kafka. A crash at any point
 either replays the record against an older row (same seq numbers: readers drop
-the duplicates) or finds it already remembered in the row.
+the duplicates) or finds it already remembered in the row. A send Kafka fails
+because it is away (an outage longer than the producer's request timeout, a
+leader election) is sent again until Kafka takes it: a copy that did land after
+all is a duplicate readers drop, like a replay's.
 
 A batch closes when the previous batch's outputs are delivered and the reader has
 caught up with its input (``ready``: nothing more is buffered or waiting in the
@@ -34,12 +37,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Protocol
 
-from agentwire.kafka import partition_for
+from agentwire.kafka import kafka_away, partition_for
 from agentwire.kafka.metrics import LATENCY_BUCKETS, counter, gauge, histogram
 from agentwire.processor.records import TERMINAL_VALUES, decode_record, state_of
 from agentwire.processor.row import Row
@@ -56,6 +58,9 @@ from agentwire.schema import (
 
 log = logging.getLogger(__name__)
 
+RESEND_BACKOFF_S = 0.5
+RESEND_BACKOFF_MAX_S = 10.0
+
 BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
 
 Records = dict[int, list[tuple[bytes, bytes | None]]]  # partition → (key, value or tombstone) in send order
@@ -71,6 +76,15 @@ class Changelog:
 
 
 @dataclass
+class Sending:
+    """Records handed to the producer for one topic, and their deliveries (partition, future, count)."""
+
+    topic: str
+    records: Records
+    sent: list[tuple[int, asyncio.Future[Any], int]]
+
+
+@dataclass
 class Batch:
     """What the raw records sequenced since the last batch closed produced."""
 
@@ -83,7 +97,7 @@ class Batch:
     commands: list[CancelTask | ApprovalDecision] = field(default_factory=list)
     dead: list[tuple[Any, str]] = field(default_factory=list)  # (record, reason) for the dead-letter topic
     acks: list[Any] = field(default_factory=list)  # raw records to acknowledge, in order
-    states: list[Any] = field(default_factory=list)  # deliveries of the task states sent in step 1
+    states: list[Sending] = field(default_factory=list)  # the task states sent in step 1
     records: int = 0  # raw records
     events: int = 0  # raw events in them (a frame holds several)
     absorbed: int = 0  # raw events that changed a row but published nothing (or nothing at all)
@@ -172,6 +186,8 @@ class Pipeline:
         self._active = gauge("agentwire_processor_workflows_active", "Workflows held in the working set")
         self._expired = counter("agentwire_processor_rows_expired_total",
                                 "Ended workflows whose rows were tombstoned at the end of their lifetime")
+        self._resends = counter("agentwire_processor_resends_total",
+                                "Sends Kafka failed while away (outage, leader election) and the pipeline sent again")
         self._children: dict[tuple[Any, str], Any] = {}
 
     # --- per record (no I/O, no await) ------------------------------------------------
@@ -325,14 +341,10 @@ class Pipeline:
         # final status at once); step 2 waits for them before it writes the rows.
         states = self._states(batch, batch.snapshots)
         if states:
-            batch.states = [d for _, d, _ in await self._send(self._ports.topic_state, states)]
+            batch.states = [await self._send(self._ports.topic_state, states)]
 
     async def _deliver_outputs(self, batch: Batch) -> None:
-        sent = await self._send(self._ports.topic_events, batch.outputs)
-        bases = {partition: [] for partition in batch.outputs}
-        for partition, delivery, count in sent:
-            meta = await delivery
-            bases[partition].append((int(meta.offset), count))
+        bases = await self._settle(await self._send(self._ports.topic_events, batch.outputs))
         for workflow_id, partition, index in batch.firsts:
             offset = _offset_of(bases[partition], index)
             # Where the workflow's history starts: in this batch's snapshot and, before the next
@@ -350,28 +362,26 @@ class Pipeline:
         record, a replay of that record is absorbed and would not publish its state or command again.
         """
         ports = self._ports
-        deliveries: list[Awaitable[Any]] = []
+        sendings: list[Sending] = list(batch.states)
         snapshots = batch.snapshots
-        written: list[tuple[Changelog, list[tuple[int, asyncio.Future[Any], int]]]] = []
+        written: list[tuple[Changelog, Sending]] = []
         if batch.tasks:
             tasks = ports.task_records(batch.tasks)
-            sent = await self._send(tasks.topic, tasks.records)
-            written.append((tasks, sent))
-            deliveries += [d for _, d, _ in sent]
+            written.append((tasks, await self._send(tasks.topic, tasks.records)))
             for task in batch.tasks:  # in the table now
                 self._unstored.pop(task.workflow_id, None)
-        deliveries += batch.states
         if batch.commands:
             commands: Records = {}
             for command in batch.commands:
                 partition = _partition(command.workflow_id, self._partitions)
                 commands.setdefault(partition, []).append((command.workflow_id.encode(), encode(command)))
-            deliveries += [d for _, d, _ in await self._send(ports.topic_control, commands)]
-        deliveries += [await self._dead_letter(record, reason) for record, reason in batch.dead]
-        for delivery in deliveries:
-            await delivery
-        for changelog, sent in written:
-            await self._written(changelog, sent)
+            sendings.append(await self._send(ports.topic_control, commands))
+        for sending in sendings:
+            await self._settle(sending)
+        for record, reason in batch.dead:
+            await self._dead_letter(record, reason)
+        for changelog, sending in written:
+            await self._written(changelog, sending)
         if snapshots:
             await self._write(ports.row_records(snapshots))
         for workflow_id, snapshot in snapshots.items():
@@ -390,16 +400,45 @@ class Pipeline:
     async def _write(self, changelogs: list[Changelog]) -> None:
         """Write changelog records and wait until Kafka has them all; then their stores learn the offsets."""
         sent = [(changelog, await self._send(changelog.topic, changelog.records)) for changelog in changelogs]
-        for changelog, deliveries in sent:
-            await self._written(changelog, deliveries)
+        for changelog, sending in sent:
+            await self._written(changelog, sending)
 
-    async def _written(self, changelog: Changelog, sent: list[tuple[int, asyncio.Future[Any], int]]) -> None:
+    async def _written(self, changelog: Changelog, sending: Sending) -> None:
         last: dict[int, int] = {}
-        for partition, delivery, count in sent:
-            meta = await delivery
-            if count:
-                last[partition] = max(last.get(partition, -1), int(meta.offset) + count - 1)
+        for partition, bases in (await self._settle(sending)).items():
+            for base, count in bases:
+                if count:
+                    last[partition] = max(last.get(partition, -1), base + count - 1)
         self._ports.written(changelog, last)
+
+    async def _settle(self, sending: Sending) -> dict[int, list[tuple[int, int]]]:
+        """Wait until Kafka has every record of ``sending``; a partition whose send failed because
+        Kafka was away is sent again, whole. Returns each partition's (base offset, count) in order."""
+        placed: dict[int, list[tuple[int, int]]] = {}
+        delay = RESEND_BACKOFF_S
+        while True:
+            failed: set[int] = set()
+            error: BaseException | None = None
+            for partition, delivery, count in sending.sent:
+                try:
+                    meta = await delivery
+                except Exception as exc:
+                    if not kafka_away(exc):
+                        raise
+                    failed.add(partition)
+                    error = exc
+                    continue
+                placed.setdefault(partition, []).append((int(meta.offset), count))
+            if not failed:
+                return placed
+            for partition in failed:
+                placed.pop(partition, None)
+            log.warning("Kafka failed a send to %s (%r); sending %d partitions again in %.1f s",
+                        sending.topic, error, len(failed), delay)
+            self._resends.inc()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RESEND_BACKOFF_MAX_S)
+            sending = await self._send(sending.topic, {p: sending.records[p] for p in sorted(failed)})
 
     def _states(self, batch: Batch, snapshots: dict[str, dict[str, Any]]) -> Records:
         states: Records = {}
@@ -415,7 +454,7 @@ class Pipeline:
             states.setdefault(partition, []).append((workflow_id.encode(), encode(state)))
         return states
 
-    async def _send(self, topic: str, records: Records) -> list[tuple[int, asyncio.Future[Any], int]]:
+    async def _send(self, topic: str, records: Records) -> Sending:
         """Hand records to the producer as one batch per partition (several if one fills up)."""
         producer = self.producer
         assert producer is not None, "the pipeline's producer is not started"
@@ -432,16 +471,29 @@ class Pipeline:
                 count += 1
             sent.append((partition, await producer.send_batch(builder, topic, partition=partition), count))
             self._child(self._sent, topic).inc(len(items))
-        return sent
+        return Sending(topic, records, sent)
 
-    async def _dead_letter(self, record: Any, reason: str) -> asyncio.Future[Any]:
-        assert self.producer is not None
+    async def _dead_letter(self, record: Any, reason: str) -> None:
+        """One record to the dead-letter topic, sent again while Kafka is away."""
+        producer = self.producer
+        assert producer is not None
         key, value, headers = self._ports.dead_letter(record, reason)
         source = dict(headers).get("source_topic", b"").decode()
         log.warning("dead-lettering a record of %s: %s", source, reason[:300])
         self._child(self._dlq, source).inc()
         self._dead.inc()
-        return await self.producer.send(self._ports.topic_dlq, value, key=key, headers=headers)
+        delay = RESEND_BACKOFF_S
+        while True:
+            try:
+                await (await producer.send(self._ports.topic_dlq, value, key=key, headers=headers))
+                return
+            except Exception as exc:
+                if not kafka_away(exc):
+                    raise
+                log.warning("Kafka failed a dead letter (%r); sending it again in %.1f s", exc, delay)
+                self._resends.inc()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RESEND_BACKOFF_MAX_S)
 
     def _account(self, batch: Batch) -> None:
         """Metrics, once per batch: nothing on the per-record path touches a metric."""

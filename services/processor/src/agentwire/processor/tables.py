@@ -9,9 +9,12 @@ pipeline's shipping task.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import orjson
+import rocksdict
+from faust.stores.rocksdb import RocksDBOptions
 from faust.stores.rocksdb import Store as RocksStore
 from faust.types import TP
 
@@ -19,6 +22,34 @@ from agentwire.kafka import partition_for
 from agentwire.processor.pipeline import Changelog, Records
 from agentwire.schema import dumps
 from agentwire.service.settings import Settings
+
+
+class BoundedRocksDBOptions(RocksDBOptions):
+    """faust's RocksDB options, opened so that they hold on a restart too.
+
+    faust opens a rocksdict database with its options alone. rocksdict (since its PR #30,
+    "Automatically load latest options") then takes the column family's options from the
+    database's OPTIONS file when it exists — every restart — and those have no block cache (a
+    fresh 8 MB one per database) and RocksDB's default 64 MB write buffers: the memory bound
+    this module configures held on a first start only (24 databases: up to 190 MB of block
+    caches once history is read). Passing the options for the default column family as well
+    makes rocksdict use them.
+    """
+
+    def open(self, path: Path, *, read_only: bool = False) -> Any:
+        if not self.use_rocksdict or read_only or self.ttl is not None:
+            return super().open(path, read_only=read_only)
+        db = rocksdict.Rdict(str(path), options=self.as_options(),
+                             column_families={"default": self.as_options()})
+        db.set_read_options(rocksdict.ReadOptions())
+        return db
+
+
+def bound_memory(table: Any) -> None:
+    """Make a RocksDB table's store open its databases with :class:`BoundedRocksDBOptions`."""
+    store = table.data
+    if isinstance(store, RocksStore):
+        store.rocksdb_options = BoundedRocksDBOptions(**store.options, use_rocksdict=store.use_rocksdict)
 
 
 def rocksdb_options(settings: Settings) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaError
 from pydantic import TypeAdapter
 
-from agentwire.kafka import ConsumeLoop, DeadLetters, Record, make_consumer, make_producer
+from agentwire.kafka import ConsumeLoop, DeadLetters, Record, kafka_away, make_consumer, make_producer
 from agentwire.kafka.metrics import counter, gauge, histogram
 from agentwire.runner.framing import Framer
 from agentwire.runner.ledger import ControlLedger
@@ -33,9 +33,9 @@ log = logging.getLogger(__name__)
 
 _control = TypeAdapter(ControlCommand)
 
-PLAY_ATTEMPTS = 5
 FRAME_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64)
 RETRY_BACKOFF_S = 1.0
+RETRY_BACKOFF_MAX_S = 10.0
 
 
 class RunnerWorker:
@@ -52,6 +52,8 @@ class RunnerWorker:
         self._started = counter("agentwire_runner_tasks_started_total", "Task plays started")
         self._finished = counter("agentwire_runner_tasks_finished_total", "Task plays ended", ["outcome"])
         self._running = gauge("agentwire_runner_tasks_running", "Task plays in progress")
+        self._replays = counter("agentwire_runner_play_replays_total",
+                                "Plays replayed from their start after Kafka failed a send")
         self._emitted = counter("agentwire_runner_events_emitted_total", "Raw events produced")
         self._frames = histogram("agentwire_runner_frame_events", "Events per raw record sent (frame size)",
                                  buckets=FRAME_BUCKETS)
@@ -125,17 +127,23 @@ class RunnerWorker:
         outcome = "error"
         workflow_id = player.task.workflow_id
         try:
-            for attempt in range(1, PLAY_ATTEMPTS + 1):
+            attempt = 1
+            while True:
                 framer = self._framers[workflow_id] = Framer(self._send, on_frame=self._frames.observe)
                 try:
                     await player.play()
                     await framer.flush()
                     break
                 except KafkaError as exc:
-                    if attempt == PLAY_ATTEMPTS:
+                    if not kafka_away(exc):
                         raise
-                    log.warning("play of %s lost a send (%s); replaying it (attempt %d)", workflow_id, exc, attempt + 1)
-                    await asyncio.sleep(min(RETRY_BACKOFF_S * 2 ** (attempt - 1), 10.0))
+                    # Kafka is away (an outage, a leader election): replay until it takes the events.
+                    # Giving up would strand the task until this runner restarts; the processor's
+                    # workflow timeout bounds what a client waits meanwhile.
+                    attempt += 1
+                    log.warning("play of %s lost a send (%s); replaying it (attempt %d)", workflow_id, exc, attempt)
+                    self._replays.inc()
+                    await asyncio.sleep(min(RETRY_BACKOFF_S * 2 ** min(attempt - 2, 4), RETRY_BACKOFF_MAX_S))
                     player = player.replay()
                     self._plays[workflow_id] = (player, self._plays[workflow_id][1], tp)
             outcome = "done"
