@@ -165,6 +165,8 @@ app.kubernetes.io/component: {{ .component }}
   value: {{ $v.kafka.replicationFactor | quote }}
 - name: AGENTWIRE_KAFKA__RETENTION_HOURS
   value: {{ $v.kafka.retentionHours | quote }}
+- name: AGENTWIRE_KAFKA__REQUEST_TIMEOUT_MS
+  value: {{ $v.kafka.requestTimeoutMs | quote }}
 - name: AGENTWIRE_RETENTION__TASKS_DAYS
   value: {{ $v.retention.tasksDays | quote }}
 {{- if include "agentwire.isHttp" .component }}
