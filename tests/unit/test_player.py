@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
+from aiokafka.errors import LeaderNotAvailableError
+
 from agentwire.runner.control import Command
 from agentwire.runner.player import Player
 from agentwire.schema import (
@@ -180,3 +183,31 @@ async def test_a_swarm_answers_client_messages_under_ids_of_their_own() -> None:
     assert answer[2].payload["in_reply_to"] == "m1"
     rest = [(e.event_id, e.type) for e in recorder.events if e not in answer]
     assert rest == [(e.event_id, e.type) for e in plain.events]  # the scenario's own ids do not move
+
+
+async def test_a_replay_sends_what_the_failed_attempt_got_to_at_once_and_paces_only_the_rest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sent: list[str] = []
+    paced: list[float] = []
+    failing = [True]
+
+    async def emit(event: RawEvent) -> None:
+        if len(sent) == 6 and failing[0]:  # Kafka goes away after six events
+            failing[0] = False
+            raise LeaderNotAvailableError()
+        sent.append(event.event_id)
+
+    async def pace(self: Player, delay: float) -> None:
+        paced.append(delay)
+
+    monkeypatch.setattr(Player, "_pace", pace)
+    first = Player(_task(), emit, default_speed=1.0)
+    with pytest.raises(LeaderNotAvailableError):
+        await first.play()
+    paced_by_first = len(paced)
+    await first.replay().play()
+
+    assert sent[:6] == sent[6:12]  # the replay sent the same ids again, in the same order
+    steps = len(sent) - 6
+    assert len(paced) - paced_by_first == steps - 6  # and paced only the steps past the failure

@@ -42,12 +42,20 @@ class Player:
         self._approval_timeout_s = approval_timeout_s
         self._recall = recall
         self._count = 0
+        self._reached = 0  # steps of the script this play got to
+        self._unpaced = 0  # steps sent again at once: an earlier attempt already paced them
 
     def replay(self) -> Player:
-        """A fresh play of the same task, sharing this one's control requests."""
+        """A fresh play of the same task, sharing this one's control requests.
+
+        It sends the steps the failed attempt got to again at once (same ids: the processor keeps
+        what it already has) and paces only the rest: after an outage the stream picks up where it
+        stopped instead of living the play's delays a second time.
+        """
         again = Player(self.task, self._emit, default_speed=self._default_speed,
                        approval_timeout_s=self._approval_timeout_s, recall=self._recall)
         again.control = self.control
+        again._unpaced = max(self._reached, self._unpaced)
         return again
 
     async def play(self) -> None:
@@ -71,7 +79,9 @@ class Player:
             if step.name == self._options.fail_at:
                 await self._fail(step)
                 return
-            await self._pace(step.delay)
+            self._reached = index
+            if index >= self._unpaced:
+                await self._pace(step.delay)
             await self._send(step, task=self.task if index == 0 else None)
 
     async def _checkpoint(self, name: str) -> str:
