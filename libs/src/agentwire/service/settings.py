@@ -126,7 +126,7 @@ class ProcessorSettings(BaseModel):
     data_dir: str = ".data/processor"  # the tables' RocksDB files (rebuilt from their changelogs when lost)
     # Memory the tables' RocksDB may use for write buffers and block caches, split over the
     # partitions a worker holds: the processor's memory does not grow with history.
-    table_memory_mb: int = Field(16, ge=4)
+    table_memory_mb: int = Field(8, ge=4)
     # Rows of ended workflows past retention.tasks_days are tombstoned by a scan of this many rows
     # per retention.sweep_interval_s (one pass over the whole table every rows/this intervals).
     sweep_rows: int = Field(20_000, ge=1)
@@ -137,6 +137,11 @@ class ProcessorSettings(BaseModel):
     # Rows, task states and acknowledgements of delivered batches are written together, at most this
     # often (clients already have the events; a crash replays at most this much more).
     rows_interval_ms: float = Field(50.0, ge=0)
+    # The raw topic's fetches: the broker answers once this many bytes are waiting, or after this
+    # long. 1 byte answers every record at once (each costs a fetch and a batch); more lets a trickle
+    # of records arrive together, at the price of up to fetch_max_wait_ms of latency when it is slow.
+    fetch_min_bytes: int = Field(1, ge=1)
+    fetch_max_wait_ms: int = Field(500, ge=0)
     ops_port: int = Field(9102, ge=0, le=65535)
 
     @field_validator("budget_thresholds")

@@ -255,6 +255,7 @@ class Processor:
         @app.on_partitions_assigned.connect
         async def _assigned(sender: Any = None, assigned: Any = None, **_: Any) -> None:
             self._rebalances.inc()
+            self._tune_fetches()
 
         @app.on_partitions_revoked.connect
         async def _revoked(sender: Any = None, revoked: Any = None, **_: Any) -> None:
@@ -308,6 +309,15 @@ class Processor:
                 log.warning("a send from the admit agent failed (%s); sending again in %.1f s", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RESEND_BACKOFF_MAX_S)
+
+    def _tune_fetches(self) -> None:
+        """faust builds its aiokafka consumer with a fixed fetch wait (1.5 s) and aiokafka's minimum of
+        one byte, and has no setting for either; the fetcher reads both for every request it makes."""
+        consumer = getattr(getattr(self.app.consumer, "_thread", None), "_consumer", None)
+        fetcher = getattr(consumer, "_fetcher", None)
+        if fetcher is not None:
+            fetcher._fetch_min_bytes = self.settings.processor.fetch_min_bytes
+            fetcher._fetch_max_wait_ms = self.settings.processor.fetch_max_wait_ms
 
     def _load_live_rows(self) -> None:
         """After recovery: the rows of workflows that have not ended join the working set.

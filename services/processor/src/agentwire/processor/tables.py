@@ -25,16 +25,40 @@ from agentwire.service.settings import Settings
 
 
 class BoundedRocksDBOptions(RocksDBOptions):
-    """faust's RocksDB options, opened so that they hold on a restart too.
+    """Our RocksDB options for a table's partition databases, bounded in memory, and opened so that
+    the bound holds on a restart too.
 
-    faust opens a rocksdict database with its options alone. rocksdict (since its PR #30,
-    "Automatically load latest options") then takes the column family's options from the
-    database's OPTIONS file when it exists — every restart — and those have no block cache (a
-    fresh 8 MB one per database) and RocksDB's default 64 MB write buffers: the memory bound
-    this module configures held on a first start only (24 databases: up to 190 MB of block
-    caches once history is read). Passing the options for the default column family as well
-    makes rocksdict use them.
+    - One block cache per table, shared by its partition databases (``block_cache_size`` is the
+      table's whole cache), and index and filter blocks kept in it: RocksDB otherwise holds every
+      open file's index and bloom filter outside any cache, which grows with the history read.
+    - faust opens a rocksdict database with its options alone. rocksdict (since its PR #30,
+      "Automatically load latest options") then takes the column family's options from the
+      database's OPTIONS file when it exists — every restart — and those have no block cache (a
+      fresh 8 MB one per database) and RocksDB's default 64 MB write buffers: the bound held on a
+      first start only. Passing the options for the default column family as well makes rocksdict
+      use them.
     """
+
+    _cache: Any = None
+
+    def as_options(self) -> Any:
+        if not self.use_rocksdict:
+            return super().as_options()
+        if self._cache is None:
+            self._cache = rocksdict.Cache(self.block_cache_size)
+        options = rocksdict.Options(raw_mode=True)
+        options.create_if_missing(True)
+        options.set_max_open_files(self.max_open_files)
+        options.set_write_buffer_size(self.write_buffer_size)
+        options.set_max_write_buffer_number(self.max_write_buffer_number)
+        options.set_target_file_size_base(self.target_file_size_base)
+        table = rocksdict.BlockBasedOptions()
+        table.set_bloom_filter(self.bloom_filter_size, True)
+        table.set_block_cache(self._cache)
+        table.set_cache_index_and_filter_blocks(True)
+        table.set_pin_l0_filter_and_index_blocks_in_cache(True)
+        options.set_block_based_table_factory(table)
+        return options
 
     def open(self, path: Path, *, read_only: bool = False) -> Any:
         if not self.use_rocksdict or read_only or self.ttl is not None:
@@ -55,12 +79,12 @@ def bound_memory(table: Any) -> None:
 def rocksdb_options(settings: Settings) -> dict[str, Any]:
     """RocksDB options for one table (a fresh dict: faust's Store consumes it).
 
-    Half of ``table_memory_mb`` per table, split over the partitions' databases: a write buffer of
-    a quarter of a database's share (two of them at most) and a block cache of half.
+    Half of ``table_memory_mb`` per table: half of that is the table's block cache (shared by its
+    partition databases), the other half its write buffers (two per partition database at most).
     """
-    share = settings.processor.table_memory_mb * 2**20 // (2 * settings.kafka.partitions)
-    return {"driver": "rocksdict", "write_buffer_size": max(share // 4, 64 * 1024),
-            "max_write_buffer_number": 2, "block_cache_size": max(share // 2, 64 * 1024)}
+    table = settings.processor.table_memory_mb * 2**20 // 2
+    return {"driver": "rocksdict", "write_buffer_size": max(table // (4 * settings.kafka.partitions), 64 * 1024),
+            "max_write_buffer_number": 2, "block_cache_size": table // 2}
 
 
 def stored(table: Any, partitions: int, key: str) -> Any:
