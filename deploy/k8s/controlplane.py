@@ -47,6 +47,7 @@ SERVICE_CIDR = "10.96.0.0/16"
 POD_CIDR = "10.244.0.1/16"
 # Three fake nodes in three zones, so that the chart's topology spread has something to spread over.
 NODES = (("kwok-a", "zone-a"), ("kwok-b", "zone-b"), ("kwok-c", "zone-c"))
+VOLUMES = 32  # claims bind for good (a released volume is not reused): enough for a test session
 NODE_CAPACITY = {"cpu": "16", "memory": "64Gi", "pods": "110", "ephemeral-storage": "100Gi"}
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 STOP_GRACE_S = 15.0
@@ -201,6 +202,7 @@ def start(workdir: Path, *, cache: Path = CACHE, timeout: float = 120.0) -> Cont
         for name, port in (("kube-controller-manager", kcm_port), ("kube-scheduler", sched_port)):
             _await(plane, f"{name} /healthz", deadline, lambda p=port: _get(f"https://127.0.0.1:{p}/healthz") == b"ok")
         plane.kubectl("apply", "-f", "-", stdin=json.dumps(_node_list()))
+        plane.kubectl("apply", "-f", "-", stdin=json.dumps(_storage_list()))
         _await(plane, "nodes Ready with their leases renewed", deadline, lambda: _nodes_ready(plane))
         # The controller-manager's service-account controller creates `default` in every namespace.
         _await(plane, "the default ServiceAccount", deadline,
@@ -311,6 +313,26 @@ def _node_list() -> dict:
             "status": {"capacity": NODE_CAPACITY, "allocatable": NODE_CAPACITY},
         })
     return {"apiVersion": "v1", "kind": "List", "items": nodes}
+
+
+def _storage_list() -> dict:
+    """A default StorageClass and a pool of volumes for it, as a cluster's provisioner would give: the
+    controller-manager's volume binder binds claims (the processor's StatefulSet) to them. No data is
+    ever written: no container runs."""
+    storage_class = {
+        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "metadata": {"name": "standard", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+        "provisioner": "kubernetes.io/no-provisioner", "volumeBindingMode": "Immediate",
+        "reclaimPolicy": "Retain",
+    }
+    volumes = [{
+        "apiVersion": "v1", "kind": "PersistentVolume",
+        "metadata": {"name": f"pool-{n:02d}"},
+        "spec": {"capacity": {"storage": "64Gi"}, "accessModes": ["ReadWriteOnce"],
+                 "storageClassName": "standard", "persistentVolumeReclaimPolicy": "Retain",
+                 "hostPath": {"path": f"/var/lib/agentwire-pool/{n:02d}"}},
+    } for n in range(VOLUMES)]
+    return {"apiVersion": "v1", "kind": "List", "items": [storage_class, *volumes]}
 
 
 def _nodes_ready(plane: ControlPlane) -> bool:

@@ -132,8 +132,12 @@ def named(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
     return found[0]
 
 
+WORKLOADS = ("Deployment", "StatefulSet")
+
+
 def deployments(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {d["metadata"]["labels"]["app.kubernetes.io/component"]: d for d in of_kind(docs, "Deployment")}
+    """Each component's workload: a Deployment, or the processor's StatefulSet."""
+    return {d["metadata"]["labels"]["app.kubernetes.io/component"]: d for d in docs if d["kind"] in WORKLOADS}
 
 
 def env_of(container: dict[str, Any]) -> dict[str, Any]:
@@ -141,9 +145,9 @@ def env_of(container: dict[str, Any]) -> dict[str, Any]:
 
 
 def pod_workloads(docs: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(name, pod spec) of every Deployment and bare Pod (the helm test hook)."""
+    """(name, pod spec) of every Deployment, StatefulSet and bare Pod (the helm test hook)."""
     for d in docs:
-        if d["kind"] == "Deployment":
+        if d["kind"] in WORKLOADS:
             yield d["metadata"]["name"], d["spec"]["template"]["spec"]
         elif d["kind"] == "Pod":
             yield d["metadata"]["name"], d["spec"]
@@ -312,6 +316,8 @@ def test_ports_and_environment(manifests: list[dict[str, Any]]) -> None:
 
 
 def test_security_context_is_locked_down(manifests: list[dict[str, Any]]) -> None:
+    claims = {d["metadata"]["name"]: d["spec"].get("volumeClaimTemplates", [])
+              for d in of_kind(manifests, "StatefulSet")}
     for name, pod in pod_workloads(manifests):
         psc = pod["securityContext"]
         assert psc["runAsNonRoot"] is True, name
@@ -319,6 +325,7 @@ def test_security_context_is_locked_down(manifests: list[dict[str, Any]]) -> Non
         assert psc["seccompProfile"]["type"] == "RuntimeDefault", name
         assert pod["automountServiceAccountToken"] is False, name
         volumes = {v["name"]: v for v in pod["volumes"]}
+        volumes.update({c["metadata"]["name"]: {"claim": c} for c in claims.get(name, [])})
         for container in pod["containers"]:
             csc = container["securityContext"]
             assert csc["readOnlyRootFilesystem"] is True, name
@@ -332,7 +339,8 @@ def test_security_context_is_locked_down(manifests: list[dict[str, Any]]) -> Non
             for mount in container["volumeMounts"]:
                 if not mount.get("readOnly"):
                     writable = volumes[mount["name"]]
-                    assert "emptyDir" in writable, f"{name}: writable {mount['mountPath']} is not an emptyDir"
+                    assert "emptyDir" in writable or "claim" in writable, (
+                        f"{name}: writable {mount['mountPath']} is neither an emptyDir nor the workload's own claim")
 
 
 def test_services_select_their_pods(manifests: list[dict[str, Any]]) -> None:
@@ -450,7 +458,7 @@ def test_monitoring_resources_follow_their_switches(manifests: list[dict[str, An
 def test_monitoring_resources_need_the_operator_crds(tmp_path: Path) -> None:
     docs = render("production", tmp_path, operator=False)
     assert not of_kind(docs, "ServiceMonitor") and not of_kind(docs, "PrometheusRule")
-    assert len(of_kind(docs, "Deployment")) == len(COMPONENTS), "the rest of the release is unaffected"
+    assert len(deployments(docs)) == len(COMPONENTS), "the rest of the release is unaffected"
 
 
 def test_service_monitors(tmp_path: Path) -> None:
@@ -581,6 +589,29 @@ def test_store_dsn_and_lifetimes_reach_ingest_and_edge(tmp_path: Path) -> None:
     assert "AGENTWIRE_STORE__DSN" not in env_of(deps["runner"]["spec"]["template"]["spec"]["containers"][0])
     proc = helm("template", RELEASE, CHART, *value_args("default", tmp_path), "--set", "store.dsn=", check=False)
     assert proc.returncode != 0 and "store.dsn" in proc.stderr
+
+
+def test_processor_tables_on_a_volume_of_its_own(tmp_path: Path) -> None:
+    """A StatefulSet with a claim per worker (restarts and rollouts stay warm), or a Deployment with an emptyDir."""
+    docs = render("default", tmp_path, "--set", "processor.persistence.size=9Gi",
+                  "--set", "processor.persistence.storageClassName=fast")
+    processor = deployments(docs)["processor"]
+    assert processor["kind"] == "StatefulSet" and processor["spec"]["podManagementPolicy"] == "Parallel"
+    headless = named(docs, "Service", processor["spec"]["serviceName"])
+    assert headless["spec"]["clusterIP"] == "None"
+    (claim,) = processor["spec"]["volumeClaimTemplates"]
+    assert claim["metadata"]["name"] == "data"
+    assert claim["spec"]["resources"]["requests"]["storage"] == "9Gi" and claim["spec"]["storageClassName"] == "fast"
+    pod = processor["spec"]["template"]["spec"]
+    assert "data" not in {v["name"] for v in pod["volumes"]}  # the claim, not an emptyDir
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "data")
+    assert env_of(pod["containers"][0])["AGENTWIRE_PROCESSOR__DATA_DIR"] == mount["mountPath"]
+
+    docs = render("default", tmp_path, "--set", "processor.persistence.enabled=false")
+    processor = deployments(docs)["processor"]
+    assert processor["kind"] == "Deployment"
+    (data,) = [v for v in processor["spec"]["template"]["spec"]["volumes"] if v["name"] == "data"]
+    assert "emptyDir" in data
 
 
 def test_notes_render(tmp_path: Path) -> None:

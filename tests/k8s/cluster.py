@@ -94,7 +94,8 @@ class Cluster:
 
     def describe(self, namespace: str) -> str:
         """What a failure message needs: the namespace's workloads, pods (with nodes) and recent events."""
-        state = self.kubectl("get", "deployments,replicasets,pods", "-n", namespace, "-o", "wide", check=False)
+        state = self.kubectl("get", "deployments,statefulsets,replicasets,pods,pvc", "-n", namespace, "-o", "wide",
+                             check=False)
         events = self.kubectl("get", "events", "-n", namespace, "--sort-by=.lastTimestamp", check=False)
         tail = "\n".join(events.stdout.splitlines()[-40:])
         return f"--- {namespace}:\n{state.stdout}{state.stderr}\n--- events:\n{tail}"
@@ -102,11 +103,12 @@ class Cluster:
     # --- state -----------------------------------------------------------------------------------
 
     def deployments(self, namespace: str, release: str) -> dict[str, dict[str, Any]]:
-        items = self.items("deployments", namespace, "-l", f"{INSTANCE}={release}")
+        """Each component's workload: a Deployment, or the processor's StatefulSet."""
+        items = self.items("deployments,statefulsets", namespace, "-l", f"{INSTANCE}={release}")
         return {d["metadata"]["labels"][COMPONENT]: d for d in items}
 
     def rolled_out(self, namespace: str, release: str) -> dict[str, dict[str, Any]] | None:
-        """The release's Deployments once each has all its desired replicas updated and Ready, else None."""
+        """The release's workloads once each has all its desired replicas updated and Ready, else None."""
         deps = self.deployments(namespace, release)
         for dep in deps.values():
             want, status = dep["spec"]["replicas"], dep["status"]

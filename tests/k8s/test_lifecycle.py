@@ -166,13 +166,17 @@ def test_upgrade_with_a_new_image_tag_rolls_every_deployment(upgraded: dict[str,
     for component, dep in upgraded["deployments"].items():
         old = upgraded["before"]["deployments"][component]
         assert dep["metadata"]["generation"] > old["metadata"]["generation"], component
-        sets = cluster.items("replicasets", NS, "-l", f"{INSTANCE}={RELEASE},{COMPONENT}={component}")
-        images_by_replicas = {rs["spec"]["template"]["spec"]["containers"][0]["image"]: rs["spec"]["replicas"]
-                              for rs in sets}
-        assert images_by_replicas == {
-            f"agentwire/agentwire-{component}:{APP_VERSION}": 0,
-            f"agentwire/agentwire-{component}:{NEW_TAG}": dep["spec"]["replicas"],
-        }, component
+        if dep["kind"] == "StatefulSet":  # the processor: one revision, rolled onto every worker
+            assert dep["status"]["currentRevision"] == dep["status"]["updateRevision"], component
+            assert dep["status"]["updateRevision"] != old["status"]["updateRevision"], component
+        else:
+            sets = cluster.items("replicasets", NS, "-l", f"{INSTANCE}={RELEASE},{COMPONENT}={component}")
+            images_by_replicas = {rs["spec"]["template"]["spec"]["containers"][0]["image"]: rs["spec"]["replicas"]
+                                  for rs in sets}
+            assert images_by_replicas == {
+                f"agentwire/agentwire-{component}:{APP_VERSION}": 0,
+                f"agentwire/agentwire-{component}:{NEW_TAG}": dep["spec"]["replicas"],
+            }, component
         # The old pods are gone, not just outnumbered.
         new_image = f"agentwire/agentwire-{component}:{NEW_TAG}"
         cluster.await_pods(NS, RELEASE, component, dep["spec"]["replicas"], new_image)
