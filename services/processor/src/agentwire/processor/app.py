@@ -127,6 +127,9 @@ class Processor:
                                    ["source_topic"])
         self._rebalances = counter("agentwire_processor_rebalances_total", "Partition assignments received")
         self._table_rows = gauge("agentwire_processor_table_rows", "Rows held in each table", ["table"])
+        self._table_memory = gauge("agentwire_processor_table_memory_bytes",
+                                   "RocksDB memory of each table: its cache (blocks, index, filters, memtables) "
+                                   "and the memtables alone", ["table", "kind"])
         self._wire()
 
     # --- ports used by the Pipeline ----------------------------------------------------
@@ -238,6 +241,8 @@ class Processor:
             self._table_rows.labels("live").set(len(self.live_table.data))
             for name, table in (("workflows", self.rows_table), ("tasks", self.tasks_table)):
                 self._table_rows.labels(name).set(tables.estimated_rows(table))
+                for kind, used in tables.memory(table).items():
+                    self._table_memory.labels(name, kind).set(used)
 
         @app.timer(self.settings.retention.sweep_interval_s)
         async def sweep_expired_rows() -> None:

@@ -25,12 +25,15 @@ from agentwire.service.settings import Settings
 
 
 class BoundedRocksDBOptions(RocksDBOptions):
-    """Our RocksDB options for a table's partition databases, bounded in memory, and opened so that
-    the bound holds on a restart too.
+    """Our RocksDB options for a table's partition databases, bounded in memory as a whole, and
+    opened so that the bound holds on a restart too.
 
     - One block cache per table, shared by its partition databases (``block_cache_size`` is the
-      table's whole cache), and index and filter blocks kept in it: RocksDB otherwise holds every
-      open file's index and bloom filter outside any cache, which grows with the history read.
+      table's whole budget), holding the data blocks read, every open file's index and bloom
+      filter (RocksDB otherwise keeps those outside any cache: they grow with the history), and —
+      through a write buffer manager charged to the same cache — the memtables of all the
+      databases (half the budget at most, flushed beyond). RocksDB's own way to cap its memory
+      with one number.
     - faust opens a rocksdict database with its options alone. rocksdict (since its PR #30,
       "Automatically load latest options") then takes the column family's options from the
       database's OPTIONS file when it exists — every restart — and those have no block cache (a
@@ -40,18 +43,22 @@ class BoundedRocksDBOptions(RocksDBOptions):
     """
 
     _cache: Any = None
+    _write_buffers: Any = None
 
     def as_options(self) -> Any:
         if not self.use_rocksdict:
             return super().as_options()
         if self._cache is None:
             self._cache = rocksdict.Cache(self.block_cache_size)
+            self._write_buffers = rocksdict.WriteBufferManager.new_write_buffer_manager_with_cache(
+                self.block_cache_size // 2, False, self._cache)
         options = rocksdict.Options(raw_mode=True)
         options.create_if_missing(True)
         options.set_max_open_files(self.max_open_files)
         options.set_write_buffer_size(self.write_buffer_size)
         options.set_max_write_buffer_number(self.max_write_buffer_number)
         options.set_target_file_size_base(self.target_file_size_base)
+        options.set_write_buffer_manager(self._write_buffers)
         table = rocksdict.BlockBasedOptions()
         table.set_bloom_filter(self.bloom_filter_size, True)
         table.set_block_cache(self._cache)
@@ -68,6 +75,13 @@ class BoundedRocksDBOptions(RocksDBOptions):
         db.set_read_options(rocksdict.ReadOptions())
         return db
 
+    def memory(self) -> dict[str, int]:
+        """What RocksDB holds for this table: the shared cache's use (data, index and filter blocks,
+        and the memtables charged to it) and the memtables alone."""
+        if self._cache is None:
+            return {"cache": 0, "memtables": 0}
+        return {"cache": self._cache.get_usage(), "memtables": self._write_buffers.get_usage()}
+
 
 def bound_memory(table: Any) -> None:
     """Make a RocksDB table's store open its databases with :class:`BoundedRocksDBOptions`."""
@@ -79,12 +93,19 @@ def bound_memory(table: Any) -> None:
 def rocksdb_options(settings: Settings) -> dict[str, Any]:
     """RocksDB options for one table (a fresh dict: faust's Store consumes it).
 
-    Half of ``table_memory_mb`` per table: half of that is the table's block cache (shared by its
-    partition databases), the other half its write buffers (two per partition database at most).
+    Half of ``table_memory_mb`` per table, all of it in the table's cache (memtables included).
+    A partition database's write buffer may reach 1 MB (fewer, larger files than an even split of
+    the memtable budget would give); the write buffer manager flushes when they add up to more.
     """
     table = settings.processor.table_memory_mb * 2**20 // 2
-    return {"driver": "rocksdict", "write_buffer_size": max(table // (4 * settings.kafka.partitions), 64 * 1024),
-            "max_write_buffer_number": 2, "block_cache_size": table // 2}
+    return {"driver": "rocksdict", "write_buffer_size": min(2**20, table // 2), "max_write_buffer_number": 2,
+            "block_cache_size": table}
+
+
+def memory(table: Any) -> dict[str, int]:
+    """RocksDB's memory for a table (see :meth:`BoundedRocksDBOptions.memory`); empty off RocksDB."""
+    options = getattr(table.data, "rocksdb_options", None)
+    return options.memory() if isinstance(options, BoundedRocksDBOptions) else {}
 
 
 def stored(table: Any, partitions: int, key: str) -> Any:
