@@ -34,6 +34,7 @@ from tests.support.stack import Stack
 
 RATES = [int(r) for r in os.environ.get("BENCH_RATES", os.environ.get("BENCH_RATE", "1000,100")).split(",")]
 SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
+EXTRA_ENV = dict(item.split("=", 1) for item in os.environ.get("BENCH_PROCESSOR_ENV", "").split())  # as processor.py
 
 
 async def append_times(bootstrap: str, topics: list[str]) -> None:
@@ -163,7 +164,7 @@ async def measure(stack: Stack, rate: int) -> dict[str, float]:
 
 def main() -> None:
     with kafka_broker(12) as bootstrap, tempfile.TemporaryDirectory(prefix="bench-latency-") as workdir:
-        stack = Stack(bootstrap, Path(workdir), extra_env={"GATEWAY_SKIP_AUTH": "1"})
+        stack = Stack(bootstrap, Path(workdir), extra_env={"GATEWAY_SKIP_AUTH": "1", **EXTRA_ENV})
         stack.add("processor", "agentwire-processor")
         stack.add("edge", "agentwire-edge")
         try:

@@ -15,7 +15,8 @@ CPU is each process's utime + stime from /proc, from its first output to its las
 JSON object on its last line. ``python -m tests.bench.processor`` (AGENTWIRE_TEST_KAFKA=host:port
 uses a running broker). BENCH_PROCESSOR_PHASES=e2e runs only the end-to-end phase (names: noop,
 preloaded, two, e2e); BENCH_PROCESSOR_PROFILE=path records the end-to-end processor with py-spy
-(``python -m tests.bench.profile path`` prints its top).
+(``python -m tests.bench.profile path`` prints its top); BENCH_PROCESSOR_ENV="KEY=VALUE ..." passes
+settings to the services.
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ E2E_RATE = int(os.environ.get("BENCH_E2E_RATE", "1000"))
 E2E_SECONDS = float(os.environ.get("BENCH_E2E_SECONDS", "30"))
 PHASES = set(os.environ.get("BENCH_PROCESSOR_PHASES", "noop,preloaded,two,e2e").split(","))
 PROFILE = os.environ.get("BENCH_PROCESSOR_PROFILE", "")
+# settings for the services under test, e.g. AGENTWIRE_PROCESSOR__FETCH_MIN_BYTES=16384 (the stack drops
+# AGENTWIRE_* from its own environment): BENCH_PROCESSOR_ENV="KEY=VALUE KEY=VALUE"
+EXTRA_ENV = dict(item.split("=", 1) for item in os.environ.get("BENCH_PROCESSOR_ENV", "").split())
 PARTITIONS = 12
 USAGE = {"tokens_used": 10, "input_tokens": 5, "output_tokens": 5, "cost_usd": 0.0001, "model_used": "m",
          "provider": "p"}
@@ -140,7 +144,7 @@ class Run:
     """One phase: a fresh topic prefix on the shared broker, deleted afterwards."""
 
     def __init__(self, bootstrap: str, workdir: Path) -> None:
-        self.stack = Stack(bootstrap, workdir / uuid.uuid4().hex[:6], partitions=PARTITIONS)
+        self.stack = Stack(bootstrap, workdir / uuid.uuid4().hex[:6], partitions=PARTITIONS, extra_env=EXTRA_ENV)
         self.stack.workdir.mkdir()
         self.kafka = KafkaSettings(bootstrap_servers=bootstrap, topic_prefix=self.stack.prefix, partitions=PARTITIONS)
         asyncio.run(ensure_topics(self.kafka))
