@@ -39,9 +39,10 @@ from pydantic import TypeAdapter
 from agentwire.kafka import kafka_away, make_producer
 from agentwire.kafka.metrics import counter, gauge
 from agentwire.processor import tables
-from agentwire.processor.pipeline import Changelog, Pipeline
+from agentwire.processor.pipeline import Pipeline
 from agentwire.processor.records import TERMINAL_VALUES
 from agentwire.processor.row import Row
+from agentwire.processor.sending import Changelog
 from agentwire.processor.sequencer import Limits, Sequencer
 from agentwire.schema import (
     ControlCommand,

@@ -17,10 +17,8 @@ Steps 2 and 3 run for several delivered batches at once, at most every
 Order matters for crash safety: a raw record is acknowledged only after its
 outputs and the row that remembers it are both in Kafka. A crash at any point
 either replays the record against an older row (same seq numbers: readers drop
-the duplicates) or finds it already remembered in the row. A send Kafka fails
-because it is away (an outage longer than the producer's request timeout, a
-leader election) is sent again until Kafka takes it: a copy that did land after
-all is a duplicate readers drop, like a replay's.
+the duplicates) or finds it already remembered in the row. Sends Kafka fails
+while it is away are sent again (sending.py).
 
 A batch closes when the previous batch's outputs are delivered and the reader has
 caught up with its input (``ready``: nothing more is buffered or waiting in the
@@ -41,10 +39,11 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Protocol
 
-from agentwire.kafka import kafka_away, partition_for
+from agentwire.kafka import partition_for
 from agentwire.kafka.metrics import LATENCY_BUCKETS, counter, gauge, histogram
 from agentwire.processor.records import TERMINAL_VALUES, decode_record, state_of
 from agentwire.processor.row import Row
+from agentwire.processor.sending import Changelog, Producer, Records, Sender, Sending
 from agentwire.processor.sequencer import Outcome, Sequencer
 from agentwire.schema import (
     ApprovalDecision,
@@ -58,31 +57,8 @@ from agentwire.schema import (
 
 log = logging.getLogger(__name__)
 
-RESEND_BACKOFF_S = 0.5
-RESEND_BACKOFF_MAX_S = 10.0
 
 BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
-
-Records = dict[int, list[tuple[bytes, bytes | None]]]  # partition → (key, value or tombstone) in send order
-
-
-@dataclass
-class Changelog:
-    """A table's changelog records to write; ``store`` is told their offsets once they are in Kafka."""
-
-    topic: str
-    records: Records
-    store: Any = None
-
-
-@dataclass
-class Sending:
-    """Records handed to the producer for one topic, and their deliveries (partition, future, count)."""
-
-    topic: str
-    records: Records
-    sent: list[tuple[int, asyncio.Future[Any], int]]
-
 
 @dataclass
 class Batch:
@@ -130,15 +106,6 @@ class Ports(Protocol):
     async def ack(self, records: list[Any]) -> None: ...
 
 
-class Producer(Protocol):
-    """The parts of aiokafka's AIOKafkaProducer the pipeline uses."""
-
-    def create_batch(self) -> Any: ...
-    async def send_batch(self, batch: Any, topic: str, *, partition: int) -> asyncio.Future[Any]: ...
-    async def send(self, topic: str, value: bytes | None = None, key: bytes | None = None, partition: int | None = None,
-                   headers: Any = None) -> asyncio.Future[Any]: ...
-
-
 @lru_cache(maxsize=65536)
 def _partition(workflow_id: str, partitions: int) -> int:
     return partition_for(workflow_id, partitions)
@@ -153,7 +120,7 @@ class Pipeline:
         self._max_batch = max_batch
         self._max_wait_s = max_wait_s
         self._finish_interval_s = finish_interval_s
-        self.producer: Producer | None = None  # set once the worker's producer started
+        self._sender = Sender()
         self.rows: dict[str, Row] = {}  # the working set: rows of workflows not yet ended
         self._unstored: dict[str, TaskSubmitted] = {}  # admitted tasks whose table write is still to come
         self.current = Batch()
@@ -176,7 +143,6 @@ class Pipeline:
         self._derived = counter("agentwire_processor_events_derived_total", "Derived events published", ["type"])
         self._terminal = counter("agentwire_processor_tasks_terminal_total", "Tasks that reached a terminal status",
                                  ["status"])
-        self._sent = counter("agentwire_processor_records_sent_total", "Records written, by topic", ["topic"])
         self._dlq = counter("agentwire_processor_dlq_records_total", "Records sent to the dead-letter topic",
                             ["source_topic"])
         self._latency = histogram("agentwire_processor_ship_seconds", "Batch opened to its records acknowledged",
@@ -186,9 +152,16 @@ class Pipeline:
         self._active = gauge("agentwire_processor_workflows_active", "Workflows held in the working set")
         self._expired = counter("agentwire_processor_rows_expired_total",
                                 "Ended workflows whose rows were tombstoned at the end of their lifetime")
-        self._resends = counter("agentwire_processor_resends_total",
-                                "Sends Kafka failed while away (outage, leader election) and the pipeline sent again")
         self._children: dict[tuple[Any, str], Any] = {}
+
+    @property
+    def producer(self) -> Producer | None:
+        return self._sender.producer
+
+    @producer.setter
+    def producer(self, producer: Producer | None) -> None:
+        """Set once the worker's producer started."""
+        self._sender.producer = producer
 
     # --- per record (no I/O, no await) ------------------------------------------------
 
@@ -341,10 +314,10 @@ class Pipeline:
         # final status at once); step 2 waits for them before it writes the rows.
         states = self._states(batch, batch.snapshots)
         if states:
-            batch.states = [await self._send(self._ports.topic_state, states)]
+            batch.states = [await self._sender.send(self._ports.topic_state, states)]
 
     async def _deliver_outputs(self, batch: Batch) -> None:
-        bases = await self._settle(await self._send(self._ports.topic_events, batch.outputs))
+        bases = await self._sender.settle(await self._sender.send(self._ports.topic_events, batch.outputs))
         for workflow_id, partition, index in batch.firsts:
             offset = _offset_of(bases[partition], index)
             # Where the workflow's history starts: in this batch's snapshot and, before the next
@@ -367,7 +340,7 @@ class Pipeline:
         written: list[tuple[Changelog, Sending]] = []
         if batch.tasks:
             tasks = ports.task_records(batch.tasks)
-            written.append((tasks, await self._send(tasks.topic, tasks.records)))
+            written.append((tasks, await self._sender.send(tasks.topic, tasks.records)))
             for task in batch.tasks:  # in the table now
                 self._unstored.pop(task.workflow_id, None)
         if batch.commands:
@@ -375,9 +348,9 @@ class Pipeline:
             for command in batch.commands:
                 partition = _partition(command.workflow_id, self._partitions)
                 commands.setdefault(partition, []).append((command.workflow_id.encode(), encode(command)))
-            sendings.append(await self._send(ports.topic_control, commands))
+            sendings.append(await self._sender.send(ports.topic_control, commands))
         for sending in sendings:
-            await self._settle(sending)
+            await self._sender.settle(sending)
         for record, reason in batch.dead:
             await self._dead_letter(record, reason)
         for changelog, sending in written:
@@ -399,46 +372,17 @@ class Pipeline:
 
     async def _write(self, changelogs: list[Changelog]) -> None:
         """Write changelog records and wait until Kafka has them all; then their stores learn the offsets."""
-        sent = [(changelog, await self._send(changelog.topic, changelog.records)) for changelog in changelogs]
+        sent = [(changelog, await self._sender.send(changelog.topic, changelog.records)) for changelog in changelogs]
         for changelog, sending in sent:
             await self._written(changelog, sending)
 
     async def _written(self, changelog: Changelog, sending: Sending) -> None:
         last: dict[int, int] = {}
-        for partition, bases in (await self._settle(sending)).items():
+        for partition, bases in (await self._sender.settle(sending)).items():
             for base, count in bases:
                 if count:
                     last[partition] = max(last.get(partition, -1), base + count - 1)
         self._ports.written(changelog, last)
-
-    async def _settle(self, sending: Sending) -> dict[int, list[tuple[int, int]]]:
-        """Wait until Kafka has every record of ``sending``; a partition whose send failed because
-        Kafka was away is sent again, whole. Returns each partition's (base offset, count) in order."""
-        placed: dict[int, list[tuple[int, int]]] = {}
-        delay = RESEND_BACKOFF_S
-        while True:
-            failed: set[int] = set()
-            error: BaseException | None = None
-            for partition, delivery, count in sending.sent:
-                try:
-                    meta = await delivery
-                except Exception as exc:
-                    if not kafka_away(exc):
-                        raise
-                    failed.add(partition)
-                    error = exc
-                    continue
-                placed.setdefault(partition, []).append((int(meta.offset), count))
-            if not failed:
-                return placed
-            for partition in failed:
-                placed.pop(partition, None)
-            log.warning("Kafka failed a send to %s (%r); sending %d partitions again in %.1f s",
-                        sending.topic, error, len(failed), delay)
-            self._resends.inc()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RESEND_BACKOFF_MAX_S)
-            sending = await self._send(sending.topic, {p: sending.records[p] for p in sorted(failed)})
 
     def _states(self, batch: Batch, snapshots: dict[str, dict[str, Any]]) -> Records:
         states: Records = {}
@@ -454,46 +398,13 @@ class Pipeline:
             states.setdefault(partition, []).append((workflow_id.encode(), encode(state)))
         return states
 
-    async def _send(self, topic: str, records: Records) -> Sending:
-        """Hand records to the producer as one batch per partition (several if one fills up)."""
-        producer = self.producer
-        assert producer is not None, "the pipeline's producer is not started"
-        sent: list[tuple[int, asyncio.Future[Any], int]] = []
-        for partition, items in records.items():
-            builder = producer.create_batch()
-            count = 0
-            for key, value in items:
-                if builder.append(key=key, value=value, timestamp=None) is None:
-                    sent.append((partition, await producer.send_batch(builder, topic, partition=partition), count))
-                    builder, count = producer.create_batch(), 0
-                    if builder.append(key=key, value=value, timestamp=None) is None:
-                        raise ValueError(f"a record of {len(value)} bytes does not fit a producer batch")
-                count += 1
-            sent.append((partition, await producer.send_batch(builder, topic, partition=partition), count))
-            self._child(self._sent, topic).inc(len(items))
-        return Sending(topic, records, sent)
-
     async def _dead_letter(self, record: Any, reason: str) -> None:
-        """One record to the dead-letter topic, sent again while Kafka is away."""
-        producer = self.producer
-        assert producer is not None
         key, value, headers = self._ports.dead_letter(record, reason)
         source = dict(headers).get("source_topic", b"").decode()
         log.warning("dead-lettering a record of %s: %s", source, reason[:300])
         self._child(self._dlq, source).inc()
         self._dead.inc()
-        delay = RESEND_BACKOFF_S
-        while True:
-            try:
-                await (await producer.send(self._ports.topic_dlq, value, key=key, headers=headers))
-                return
-            except Exception as exc:
-                if not kafka_away(exc):
-                    raise
-                log.warning("Kafka failed a dead letter (%r); sending it again in %.1f s", exc, delay)
-                self._resends.inc()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RESEND_BACKOFF_MAX_S)
+        await self._sender.send_one(self._ports.topic_dlq, key, value, headers)
 
     def _account(self, batch: Batch) -> None:
         """Metrics, once per batch: nothing on the per-record path touches a metric."""

@@ -19,7 +19,7 @@ from faust.stores.rocksdb import Store as RocksStore
 from faust.types import TP
 
 from agentwire.kafka import partition_for
-from agentwire.processor.pipeline import Changelog, Records
+from agentwire.processor.sending import Changelog, Records
 from agentwire.schema import dumps
 from agentwire.service.settings import Settings
 
