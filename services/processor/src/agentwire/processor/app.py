@@ -22,7 +22,6 @@ that ended more than ``retention.tasks_days`` ago are tombstoned (sweep below).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -31,12 +30,10 @@ from typing import Any
 import faust
 import orjson
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
-from faust.exceptions import ProducerSendError
 from faust.types import EventT, StreamT
 from pydantic import TypeAdapter
 
-from agentwire.kafka import kafka_away, make_producer
+from agentwire.kafka import delivered, make_producer
 from agentwire.kafka.metrics import counter, gauge
 from agentwire.processor import tables
 from agentwire.processor.pipeline import Pipeline
@@ -57,9 +54,6 @@ from agentwire.schema import (
 from agentwire.service.settings import Settings
 
 log = logging.getLogger(__name__)
-
-RESEND_BACKOFF_S = 0.5
-RESEND_BACKOFF_MAX_S = 10.0
 
 _control = TypeAdapter(ControlCommand)
 
@@ -303,18 +297,7 @@ class Processor:
         its admission or command lost. One wait per task or command is small beside the events
         each task makes.
         """
-        delay = RESEND_BACKOFF_S
-        while True:
-            try:
-                await (await send())
-                return
-            except (KafkaError, ProducerSendError) as exc:
-                cause = exc.__cause__ if isinstance(exc, ProducerSendError) else exc
-                if cause is None or not kafka_away(cause):
-                    raise
-                log.warning("a send from the admit agent failed (%s); sending again in %.1f s", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RESEND_BACKOFF_MAX_S)
+        await delivered(send, "a forward of the admit agent")
 
     def _tune_fetches(self) -> None:
         """faust builds its aiokafka consumer with a fixed fetch wait (1.5 s) and aiokafka's minimum of

@@ -14,13 +14,10 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from agentwire.kafka import kafka_away
+from agentwire.kafka import backoff, delivered, kafka_away
 from agentwire.kafka.metrics import counter
 
 log = logging.getLogger(__name__)
-
-RESEND_BACKOFF_S = 0.5
-RESEND_BACKOFF_MAX_S = 10.0
 
 Records = dict[int, list[tuple[bytes, bytes | None]]]  # partition → (key, value or tombstone) in send order
 
@@ -88,8 +85,7 @@ class Sender:
         """Wait until Kafka has every record of ``sending``; a partition whose send failed because
         Kafka was away is sent again, whole. Returns each partition's (base offset, count) in order."""
         placed: dict[int, list[tuple[int, int]]] = {}
-        delay = RESEND_BACKOFF_S
-        while True:
+        for delay in backoff():
             failed: set[int] = set()
             error: BaseException | None = None
             for partition, delivery, count in sending.sent:
@@ -103,29 +99,19 @@ class Sender:
                     continue
                 placed.setdefault(partition, []).append((int(meta.offset), count))
             if not failed:
-                return placed
+                break
             for partition in failed:
                 placed.pop(partition, None)
             log.warning("Kafka failed a send to %s (%r); sending %d partitions again in %.1f s",
                         sending.topic, error, len(failed), delay)
             self._resends.inc()
             await asyncio.sleep(delay)
-            delay = min(delay * 2, RESEND_BACKOFF_MAX_S)
             sending = await self.send(sending.topic, {p: sending.records[p] for p in sorted(failed)})
+        return placed
 
     async def send_one(self, topic: str, key: bytes | None, value: bytes | None, headers: Any) -> None:
         """One record (a dead letter: the producer picks its partition), sent again while Kafka is away."""
         producer = self.producer
         assert producer is not None, "the pipeline's producer is not started"
-        delay = RESEND_BACKOFF_S
-        while True:
-            try:
-                await (await producer.send(topic, value, key=key, headers=headers))
-                return
-            except Exception as exc:
-                if not kafka_away(exc):
-                    raise
-                log.warning("Kafka failed a record to %s (%r); sending it again in %.1f s", topic, exc, delay)
-                self._resends.inc()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RESEND_BACKOFF_MAX_S)
+        await delivered(lambda: producer.send(topic, value, key=key, headers=headers), f"a record to {topic}",
+                        self._resends.inc)
