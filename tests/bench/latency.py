@@ -29,12 +29,12 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from agentwire.kafka import partition_for
 from agentwire.schema import RawEvent, TaskSubmitted, Topics, encode
 from tests.bench.feed import TENANT, Feed
+from tests.bench.processor import EXTRA_ENV  # BENCH_PROCESSOR_ENV: settings for the services
 from tests.support.broker import kafka_broker
 from tests.support.stack import Stack
 
 RATES = [int(r) for r in os.environ.get("BENCH_RATES", os.environ.get("BENCH_RATE", "1000,100")).split(",")]
 SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
-EXTRA_ENV = dict(item.split("=", 1) for item in os.environ.get("BENCH_PROCESSOR_ENV", "").split())  # as processor.py
 
 
 async def append_times(bootstrap: str, topics: list[str]) -> None:
