@@ -11,6 +11,7 @@ import asyncio
 import atexit
 import importlib.util
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -53,8 +54,16 @@ def _start_own() -> str:
             "No PostgreSQL for the tests: set AGENTWIRE_TEST_POSTGRES=postgresql://user@host:port, or let "
             f"deploy/postgres/postgres.py start one (it failed: {exc}); `make system-deps` installs it"
         ) from exc
-    atexit.register(script.stop, server)
+    atexit.register(_stop_and_remove, script, server, parent)
     return str(server.dsn("")).rstrip("/")
+
+
+def _stop_and_remove(script: ModuleType, server: object, parent: str) -> None:
+    """At exit: stop the server and remove its data (a run of the state bench leaves gigabytes)."""
+    try:
+        script.stop(server)
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
 
 
 def database_dsn(name: str) -> str:
