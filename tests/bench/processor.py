@@ -43,6 +43,7 @@ from agentwire.schema import TaskSubmitted, encode
 from agentwire.service.settings import KafkaSettings
 from tests.bench.profile import recording
 from tests.support.broker import kafka_broker
+from tests.support.raw import workflow_events
 from tests.support.stack import Service, Stack
 
 WORKFLOWS = int(os.environ.get("BENCH_WORKFLOWS", "600"))
@@ -55,33 +56,7 @@ PROFILE = os.environ.get("BENCH_PROCESSOR_PROFILE", "")
 # AGENTWIRE_* from its own environment): BENCH_PROCESSOR_ENV="KEY=VALUE KEY=VALUE"
 EXTRA_ENV = dict(item.split("=", 1) for item in os.environ.get("BENCH_PROCESSOR_ENV", "").split())
 PARTITIONS = 12
-USAGE = {"tokens_used": 10, "input_tokens": 5, "output_tokens": 5, "cost_usd": 0.0001, "model_used": "m",
-         "provider": "p"}
 LLM_HEAVY = {"chunk_words": 1}  # every word of every answer its own LLM_PARTIAL
-
-
-def workflow_events(workflow_id: str, count: int) -> tuple[list[bytes], int]:
-    """One workflow's raw events and how many sequenced events they become."""
-    body: list[tuple[str, dict | None, str]] = [("WORKFLOW_STARTED", None, "Task processing started")]
-    agents = max((count - 3) // 10, 1)
-    body.append(("PROGRESS", {"completed": 0, "total": agents, "percent": 0}, "plan"))
-    for a in range(agents):
-        body.append(("AGENT_STARTED", None, "Processing query"))
-        body.extend(("LLM_PARTIAL", None, f"chunk {i} of agent {a} ") for i in range(7))
-        body.append(("LLM_OUTPUT", USAGE, "the answer"))
-        body.append(("AGENT_COMPLETED", None, "Task done"))
-    while len(body) < count - 1:
-        body.append(("LLM_PARTIAL", None, "padding chunk "))
-    body.append(("WORKFLOW_COMPLETED", {"result": "done"}, "All done"))
-    task = TaskSubmitted(workflow_id=workflow_id, tenant="bench", query="q", session_id="bench").model_dump(
-        mode="json")
-    records = [  # like the runner's: the first event carries the task (a workflow the processor knows)
-        orjson.dumps({"event_id": f"{workflow_id}:{n}", "workflow_id": workflow_id, "type": kind,
-                      "agent_id": "bench-agent", "message": message, "payload": payload,
-                      "timestamp": "2026-01-01T00:00:00Z", **({"task": task} if n == 1 else {})})
-        for n, (kind, payload, message) in enumerate(body, start=1)
-    ]
-    return records, len(records) + agents + 1  # + PROGRESS per AGENT_COMPLETED, + STREAM_END
 
 
 async def preload(bootstrap: str, topic: str) -> tuple[int, int]:

@@ -144,6 +144,11 @@ class ProcessorSettings(BaseModel):
     fetch_min_bytes: int = Field(16384, ge=1)
     fetch_max_wait_ms: int = Field(5, ge=0)
     ops_port: int = Field(9102, ge=0, le=65535)
+    # Fault injection for tests (refused outside dev/test): hold faust's recovery this long after it
+    # sought the stream partitions to their committed offsets, before it resumes the flow: the
+    # window in which faust-streaming 0.15.3 reads records it then clears (tests/integration/
+    # test_processor_restart.py).
+    fault_seek_hold_s: float = Field(0.0, ge=0)
 
     @field_validator("budget_thresholds")
     @classmethod
