@@ -26,6 +26,8 @@ from tests.support.stack import Stack
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "10000"))
 FANOUT_CLIENTS = int(os.environ.get("BENCH_FANOUT_CLIENTS", "1000"))
 FANOUT_EVENTS = int(os.environ.get("BENCH_FANOUT_EVENTS", "500"))
+# settings for the edge under test, e.g. AGENTWIRE_EVENT_LOOP=asyncio: BENCH_EDGE_ENV="KEY=VALUE KEY=VALUE"
+EXTRA_ENV = dict(item.split("=", 1) for item in os.environ.get("BENCH_EDGE_ENV", "").split())
 HISTORY = 10_000
 
 
@@ -163,7 +165,7 @@ def main() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     with kafka_broker(12) as bootstrap, tempfile.TemporaryDirectory(prefix="bench-edge-") as workdir:
-        stack = Stack(bootstrap, Path(workdir), extra_env={"GATEWAY_SKIP_AUTH": "1"})
+        stack = Stack(bootstrap, Path(workdir), extra_env={"GATEWAY_SKIP_AUTH": "1", **EXTRA_ENV})
         edge = stack.add("edge", "agentwire-edge")
         # the edge inherits our raised file limit
         edge.start()
