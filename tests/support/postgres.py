@@ -7,7 +7,6 @@ process, stopped at exit. Every stack gets its own database. No server is a fail
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import importlib.util
 import os
@@ -19,6 +18,8 @@ from pathlib import Path
 from types import ModuleType
 
 import asyncpg
+
+from tests.support.run import run_sync
 
 ROOT = Path(__file__).resolve().parents[2]
 _lock = threading.Lock()
@@ -69,12 +70,12 @@ def _stop_and_remove(script: ModuleType, server: object, parent: str) -> None:
 def database_dsn(name: str) -> str:
     """A DSN for database ``name``, created if missing."""
     base = server_url()
-    asyncio.run(_create(base, name))
+    run_sync(_create(base, name))
     return f"{base}/{name}"
 
 
 def drop_database(name: str) -> None:
-    asyncio.run(_drop(server_url(), name))
+    run_sync(_drop(server_url(), name))
 
 
 async def _create(base: str, name: str) -> None:

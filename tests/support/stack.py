@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import socket
@@ -18,6 +17,7 @@ from pathlib import Path
 from aiokafka.admin import AIOKafkaAdminClient
 
 from tests.support import postgres
+from tests.support.run import run_sync
 from tests.support.wait import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -167,7 +167,7 @@ class Stack:
 
     def delete_topics(self) -> None:
         """Delete every topic of this stack's prefix, so a long-lived broker does not pile them up."""
-        asyncio.run(_delete_prefixed(self.bootstrap, self.prefix))
+        run_sync(_delete_prefixed(self.bootstrap, self.prefix))
 
 
 async def _delete_prefixed(bootstrap: str, prefix: str) -> None:
