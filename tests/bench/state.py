@@ -300,6 +300,9 @@ def main() -> None:
                 for name, service in stack.services.items():
                     figures[f"rss_mb_{name}_at_{tag}"] = rss_mb(service)
                 figures[f"processor_rocksdb_cache_mb_at_{tag}"] = rocksdb_cache_mb(processor)
+                # and once it has settled (a timer tick later): what a restart allocates for a moment
+                time.sleep(6)
+                figures[f"rss_mb_processor_settled_at_{tag}"] = rss_mb(processor)
             for name in ("ingest", "edge"):
                 figures[f"restart_to_ready_s_{name}_at_{written // 1000}k"] = restart_to_ready(stack.services[name])
         finally:
