@@ -23,88 +23,111 @@ from __future__ import annotations
 import asyncio
 import shutil
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.structs import ConsumerRecord
 
 from agentwire.kafka import ensure_topics
 from agentwire.schema import TaskSubmitted, encode
 from agentwire.service.settings import KafkaSettings
 from tests.support.raw import workflow_events
 from tests.support.stack import Stack
+from tests.support.wait import eventually_async
 
 PARTITIONS = 12
 
 
-async def produce(bootstrap: str, topic: str, prefix: str, workflows: int, events: int) -> dict[str, int]:
-    """Raw records of ``workflows`` plays; the number of outputs each becomes."""
+Keyed = list[tuple[bytes, bytes]]  # (key, value) records
+
+
+def plays(prefix: str, workflows: int, events: int) -> tuple[Keyed, dict[str, int]]:
+    """Raw records of ``workflows`` plays, and the number of outputs each becomes."""
+    records: Keyed = []
+    outputs: dict[str, int] = {}
+    for w in range(workflows):
+        workflow_id = f"{prefix}-{w:05d}"
+        values, outputs[workflow_id] = workflow_events(workflow_id, events)
+        records.extend((workflow_id.encode(), value) for value in values)
+    return records, outputs
+
+
+def tasks(count: int) -> tuple[Keyed, set[str]]:
+    """TaskSubmitted records for the tasks topic (no runner plays them), and their workflow ids."""
+    ids = [f"queued-{n:05d}" for n in range(count)]
+    records = [(w.encode(), encode(TaskSubmitted(workflow_id=w, tenant="t", query="q", session_id="s"))) for w in ids]
+    return records, set(ids)
+
+
+async def produce(bootstrap: str, topic: str, records: Keyed) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=10, max_batch_size=256 * 1024, acks="all")
     await producer.start()
-    outputs: dict[str, int] = {}
     try:
-        for w in range(workflows):
-            workflow_id = f"{prefix}-{w:05d}"
-            records, outputs[workflow_id] = workflow_events(workflow_id, events)
-            for value in records:
-                await producer.send(topic, value, key=workflow_id.encode())
+        for key, value in records:
+            await producer.send(topic, value, key=key)
         await producer.flush()
     finally:
         await producer.stop()
-    return outputs
 
 
-async def submit_tasks(bootstrap: str, topic: str, count: int) -> set[str]:
-    """TaskSubmitted records on the tasks topic (no runner plays them): their workflow ids."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=10, acks="all")
-    await producer.start()
-    ids = {f"queued-{n:05d}" for n in range(count)}
-    try:
-        for workflow_id in sorted(ids):
-            task = TaskSubmitted(workflow_id=workflow_id, tenant="t", query="q", session_id="s")
-            await producer.send(topic, encode(task), key=workflow_id.encode())
-        await producer.flush()
-    finally:
-        await producer.stop()
-    return ids
-
-
-async def admitted(bootstrap: str, topic: str, wanted: set[str], within_s: float) -> set[str]:
-    """The wanted workflows whose admission record reached the raw topic within ``within_s`` seconds."""
-    found: set[str] = set()
+async def read_until(bootstrap: str, topic: str, take: Callable[[ConsumerRecord], None],
+                     done: Callable[[], bool], within_s: float) -> None:
+    """Hand every record of ``topic`` from its start to ``take`` until ``done()`` or ``within_s`` seconds."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
                                 enable_auto_commit=False)
     await consumer.start()
     try:
         deadline = asyncio.get_running_loop().time() + within_s
-        while found != wanted and asyncio.get_running_loop().time() < deadline:
+        while not done() and asyncio.get_running_loop().time() < deadline:
             for records in (await consumer.getmany(timeout_ms=500)).values():
                 for record in records:
-                    if record.key and record.key.decode() in wanted and b'"_TASK_ADMITTED"' in record.value:
-                        found.add(record.key.decode())
+                    take(record)
     finally:
         await consumer.stop()
+
+
+async def changelog_rows(bootstrap: str, topic: str) -> int:
+    """How many records a table's changelog holds (the sum of its partitions' end offsets)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        return sum((await consumer.end_offsets(tps)).values())
+    finally:
+        await consumer.stop()
+
+
+def outputs_of(bootstrap: str, topic: str, wanted: dict[str, int], within_s: float) -> dict[str, set[int]]:
+    """The seqs seen per workflow on the events topic, read until each wanted one has 1..N."""
+    seen: dict[str, set[int]] = defaultdict(set)
+
+    def take(record: ConsumerRecord) -> None:
+        event = orjson.loads(record.value)
+        seen[event["workflow_id"]].add(event["seq"])
+
+    def done() -> bool:
+        return all(seen[w] == set(range(1, n + 1)) for w, n in wanted.items())
+
+    asyncio.run(read_until(bootstrap, topic, take, done, within_s))
+    return seen
+
+
+def admitted(bootstrap: str, topic: str, wanted: set[str], within_s: float) -> set[str]:
+    """The wanted workflows whose admission record reached the raw topic."""
+    found: set[str] = set()
+
+    def take(record: ConsumerRecord) -> None:
+        if record.key and record.key.decode() in wanted and b'"_TASK_ADMITTED"' in record.value:
+            found.add(record.key.decode())
+
+    asyncio.run(read_until(bootstrap, topic, take, lambda: found == wanted, within_s))
     return found
 
 
-async def wait_for_outputs(bootstrap: str, topic: str, wanted: dict[str, int], within_s: float) -> dict[str, set[int]]:
-    """Read the events topic until every wanted workflow has seq 1..N; what was seen when it stops."""
-    seen: dict[str, set[int]] = defaultdict(set)
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                enable_auto_commit=False)
-    await consumer.start()
-    try:
-        deadline = asyncio.get_running_loop().time() + within_s
-        missing = set(wanted)
-        while missing and asyncio.get_running_loop().time() < deadline:
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                for record in records:
-                    event = orjson.loads(record.value)
-                    seen[event["workflow_id"]].add(event["seq"])
-            missing = {w for w in missing if seen[w] != set(range(1, wanted[w] + 1))}
-    finally:
-        await consumer.stop()
-    return seen
+async def _at_least(count: Awaitable[int], wanted: int) -> bool:
+    return await count >= wanted
 
 
 def test_a_restarted_processor_reads_its_whole_backlog(kafka_bootstrap: str, tmp_path: Path) -> None:
@@ -119,22 +142,31 @@ def test_a_restarted_processor_reads_its_whole_backlog(kafka_bootstrap: str, tmp
         processor.start()
         processor.wait_ready()
         # committed offsets, rows and changelogs exist before the kill: the restart recovers
-        before = asyncio.run(produce(kafka_bootstrap, topics.events_raw, "before", 24, 20))
-        seen = asyncio.run(wait_for_outputs(kafka_bootstrap, topics.events, before, 60))
+        records, before = plays("before", 24, 20)
+        asyncio.run(produce(kafka_bootstrap, topics.events_raw, records))
+        seen = outputs_of(kafka_bootstrap, topics.events, before, 60)
         assert all(seen[w] == set(range(1, n + 1)) for w, n in before.items()), "the first plays never came out"
+        # their rows reach the changelog a moment after their events: only then must a new worker recover
+        rows = f"{stack.prefix}-processor-workflows-changelog"
+        asyncio.run(eventually_async(lambda: _at_least(changelog_rows(kafka_bootstrap, rows), len(before)), 30,
+                                     "the first plays' rows on the changelog"))
         processor.kill()
         # its disk is lost too (a pod moved without its volume): the new worker must recover the
         # tables from their changelogs, so faust's fetcher runs while the recovery completes
         shutil.rmtree(Path(processor.env["AGENTWIRE_PROCESSOR__DATA_DIR"]))
 
-        backlog = asyncio.run(produce(kafka_bootstrap, topics.events_raw, "backlog", 300, 40))
-        queued = asyncio.run(submit_tasks(kafka_bootstrap, topics.tasks, 3000))  # admitted one by one: slow
+        records, backlog = plays("backlog", 300, 40)
+        asyncio.run(produce(kafka_bootstrap, topics.events_raw, records))
+        records, queued = tasks(3000)  # admitted one by one: slow
+        asyncio.run(produce(kafka_bootstrap, topics.tasks, records))
+        restarted_at = processor.log_path.stat().st_size
         processor.start()
-        seen = asyncio.run(wait_for_outputs(kafka_bootstrap, topics.events, backlog, 60))
-        missed = queued - asyncio.run(admitted(kafka_bootstrap, topics.events_raw, queued, 30))
+        seen = outputs_of(kafka_bootstrap, topics.events, backlog, 60)
+        missed = queued - admitted(kafka_bootstrap, topics.events_raw, queued, 30)
         broken = {w: sorted(set(range(1, n + 1)) - seen[w])[:5] for w, n in backlog.items()
                   if seen[w] != set(range(1, n + 1))}
-        log = processor.log_path.read_text(errors="replace")
+        log = processor.log_path.read_bytes()[restarted_at:].decode(errors="replace")
+        assert "Restoring state from changelog topics" in log, "the restarted worker recovered nothing"
         skips = [line for line in log.splitlines() if "records skipped:" in line]
         assert not broken, f"{len(broken)} of {len(backlog)} plays lost events (first missing seqs): " \
                            f"{dict(list(broken.items())[:5])}; the processor logged: {skips[:5]}"

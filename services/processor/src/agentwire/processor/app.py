@@ -22,7 +22,6 @@ that ended more than ``retention.tasks_days`` ago are tombstoned (sweep below).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -36,7 +35,7 @@ from pydantic import TypeAdapter
 
 from agentwire.kafka import delivered, make_producer
 from agentwire.kafka.metrics import counter, gauge
-from agentwire.processor import tables
+from agentwire.processor import consumer, tables
 from agentwire.processor.offsets import OffsetWatch
 from agentwire.processor.pipeline import Pipeline
 from agentwire.processor.records import TERMINAL_VALUES
@@ -120,7 +119,8 @@ class Processor:
         self.producer: AIOKafkaProducer | None = None
         self.ready = False
         self._stream: StreamT[bytes] | None = None
-        self._watches = (OffsetWatch(self._committed), OffsetWatch(self._committed))  # admit, sequence
+        committed = consumer.committed_offsets(self.app)
+        self._admit_watch, self._sequence_watch = OffsetWatch(committed), OffsetWatch(committed)
         self._admit_dead = counter("agentwire_processor_dlq_records_total", "Records sent to the dead-letter topic",
                                    ["source_topic"])
         self._rebalances = counter("agentwire_processor_rebalances_total", "Partition assignments received")
@@ -130,11 +130,7 @@ class Processor:
                                    "and the memtables alone", ["table", "kind"])
         self._wire()
         if conf.fault_seek_hold_s:
-            self._hold_after_seek(conf.fault_seek_hold_s)
-
-    def _committed(self, tp: Any) -> int | None:
-        """The committed offset faust sought ``tp`` to (or last committed), if any."""
-        return self.app.consumer._committed_offset.get(tp)
+            consumer.hold_after_seek(self.app, settings)
 
     # --- ports used by the Pipeline ----------------------------------------------------
 
@@ -202,7 +198,7 @@ class Processor:
 
         @app.agent(self.inbound, name="admit")
         async def admit(stream: StreamT[bytes]) -> None:
-            see = self._watches[0].see
+            see = self._admit_watch.see
             async for event in stream.events():
                 message = event.message
                 see(message.tp, message.offset)
@@ -218,7 +214,7 @@ class Processor:
             # certainly behind, and the consumer is asked again only at the cached mark
             # (asking costs ≈ 4 % of the worker's CPU when done for every record).
             marks: dict[Any, int] = {}
-            see = self._watches[1].see
+            see = self._sequence_watch.see
             async for event in manual.events():
                 message = event.message
                 see(message.tp, message.offset)
@@ -263,16 +259,16 @@ class Processor:
 
         @app.on_rebalance_complete.connect
         async def _ready(sender: Any = None, **_: Any) -> None:
-            self._hold_flow_until_sought()
+            consumer.hold_flow_until_sought(self.app)
             self._load_live_rows()
             self.ready = True
 
         @app.on_partitions_assigned.connect
         async def _assigned(sender: Any = None, assigned: Any = None, **_: Any) -> None:
             self._rebalances.inc()
-            for watch in self._watches:
-                watch.reset()
-            self._tune_fetches()
+            self._admit_watch.reset()
+            self._sequence_watch.reset()
+            consumer.tune_fetches(self.app, self.settings.processor)
 
         @app.on_partitions_revoked.connect
         async def _revoked(sender: Any = None, revoked: Any = None, **_: Any) -> None:
@@ -315,44 +311,6 @@ class Processor:
         each task makes.
         """
         await delivered(send, "a forward of the admit agent")
-
-    def _hold_flow_until_sought(self) -> None:
-        """Stop the consumer's flow until faust has sought the stream partitions (a guard).
-
-        faust-streaming 0.15.3 completes a recovery (``Recovery.on_recovery_completed``, right after
-        this signal) by resuming the stream partitions, then seeking them to their committed offsets,
-        then resuming the flow, which clears every stream's queue. When the tables had to be recovered
-        its fetcher is already running, so records fetched from the committed offsets in that window
-        are queued, count as read, and are cleared: they never reach an agent (hundreds per partition
-        after a restart with a backlog; upstream faust-streaming issues 216, 221 and 596). With the
-        flow stopped, the fetcher waits; faust's own ``resume_flow`` at the end of the recovery, after
-        the seek and the clearing, lets it go on from the committed offsets.
-        """
-        self.app.consumer.stop_flow()
-
-    def _hold_after_seek(self, seconds: float) -> None:
-        """The fault hook ``processor.fault_seek_hold_s`` (dev and test only)."""
-        if not self.settings.is_dev:
-            raise ValueError(f"processor.fault_seek_hold_s is refused when ENVIRONMENT="
-                             f"{self.settings.environment!r}; it is allowed only in dev, development or test")
-        log.warning("fault hook armed: recovery held %.1f s after each seek to the committed offsets", seconds)
-        consumer = self.app.consumer
-        seek = consumer.perform_seek
-
-        async def held() -> None:
-            await seek()
-            await asyncio.sleep(seconds)
-
-        consumer.perform_seek = held  # type: ignore[method-assign]
-
-    def _tune_fetches(self) -> None:
-        """faust builds its aiokafka consumer with a fixed fetch wait (1.5 s) and aiokafka's minimum of
-        one byte, and has no setting for either; the fetcher reads both for every request it makes."""
-        consumer = getattr(getattr(self.app.consumer, "_thread", None), "_consumer", None)
-        fetcher = getattr(consumer, "_fetcher", None)
-        if fetcher is not None:
-            fetcher._fetch_min_bytes = self.settings.processor.fetch_min_bytes
-            fetcher._fetch_max_wait_ms = self.settings.processor.fetch_max_wait_ms
 
     def _load_live_rows(self) -> None:
         """After recovery: the rows of workflows that have not ended join the working set.
