@@ -7,7 +7,13 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from agentwire.service.lifecycle import configure_logging, raise_open_files_limit, run, serve
+from agentwire.service.lifecycle import (
+    configure_logging,
+    fix_malloc_mmap_threshold,
+    raise_open_files_limit,
+    run,
+    serve,
+)
 from agentwire.service.settings import Settings, load_settings
 from agentwire.service.waiting import topics_when_kafka_answers
 
@@ -21,6 +27,7 @@ def run_http_service(
     notice a departed client only at their next write (a keepalive, up to ``streaming.keepalive_s`` later).
     """
     configure_logging()
+    fix_malloc_mmap_threshold()
     raise_open_files_limit()
     settings = load_settings()
 

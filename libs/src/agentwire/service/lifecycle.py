@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import resource
 import signal
@@ -77,6 +78,28 @@ def raise_open_files_limit() -> int:
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+# glibc's mallopt parameter and its documented initial value (mallopt(3))
+M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD_BYTES = 128 * 1024
+
+
+def fix_malloc_mmap_threshold() -> bool:
+    """Keep glibc's mmap threshold at its initial 128 KB; False where the C library is not glibc.
+
+    glibc raises the threshold each time a block it had mapped is freed (up to 32 MB), so once an
+    aiokafka fetch buffer (up to 2 MB) has come and gone, later ones are carved out of the main heap,
+    and the small objects allocated between them keep the freed space from ever being returned. Measured
+    after indexing 200,000 task states (`/proc/<pid>/smaps`, docs/performance.md): the heap of ingest grew
+    by 9.8 MB and of edge by 10.3 MB, and by 1.2 and 1.5 MB with the threshold fixed. Setting it turns off
+    glibc's adjustment, so large blocks are mapped and unmapped each time (a few page faults per fetch).
+    """
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
 
 
 def bound_port(runner: web.AppRunner) -> int | None:

@@ -9,12 +9,13 @@ from aiohttp import web
 
 from agentwire.kafka.lag import LagMonitor
 from agentwire.processor.app import Processor
-from agentwire.service import configure_logging, load_settings, ops_app
+from agentwire.service import configure_logging, fix_malloc_mmap_threshold, load_settings, ops_app
 from agentwire.service.waiting import wait_for_topics
 
 
 def main() -> None:
     configure_logging()
+    fix_malloc_mmap_threshold()
     settings = load_settings()
     if not wait_for_topics(settings, service="processor", port=settings.processor.ops_port):
         return  # stopped while Kafka was still unreachable

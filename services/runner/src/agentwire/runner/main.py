@@ -6,12 +6,13 @@ import asyncio
 
 from agentwire.kafka.lag import LagMonitor
 from agentwire.runner.worker import RunnerWorker, group_of
-from agentwire.service import configure_logging, load_settings, ops_app, run, serve
+from agentwire.service import configure_logging, fix_malloc_mmap_threshold, load_settings, ops_app, run, serve
 from agentwire.service.waiting import topics_when_kafka_answers
 
 
 def main() -> None:
     configure_logging()
+    fix_malloc_mmap_threshold()
     settings = load_settings()
 
     async def run_runner(stop: asyncio.Event) -> None:
