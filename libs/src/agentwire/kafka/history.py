@@ -24,6 +24,12 @@ CLOCK_SKEW = timedelta(seconds=5)
 READ_BATCH = 2000  # records per fetch: bounds the memory one history read holds
 
 
+def start_point(state: TaskState) -> int | datetime:
+    """What ``EventLog.start_offset`` needs of a state: its first event's offset if known, else a time
+    safely before it (a session keeps this instead of the whole state while it waits for a reader)."""
+    return state.first_offset if state.first_offset is not None else state.task.created_at - CLOCK_SKEW
+
+
 class EventLog:
     def __init__(self, kafka: KafkaSettings, *, readers: int = 4, topic: str | None = None) -> None:
         self._kafka = kafka
@@ -61,16 +67,20 @@ class EventLog:
             return (await consumer.end_offsets([tp]))[tp]
 
     async def start_offset(self, state: TaskState) -> int:
-        """Where the workflow's first event is, or an offset safely before it.
+        """Where the workflow's first event is, or an offset safely before it."""
+        return await self.offset_at(state.workflow_id, start_point(state))
+
+    async def offset_at(self, workflow_id: str, point: int | datetime) -> int:
+        """The offset of a ``start_point``: the offset itself, or the search from its time.
 
         The end offset is read BEFORE the time search: if the search finds nothing, no
         event of the workflow existed when it ran, so that earlier end is safely before
         the first one. (An end read after the search would skip events written in
         between, and the stream would then wait for a seq 1 it had skipped.)
         """
-        if state.first_offset is not None:
-            return state.first_offset
-        return await self.offset_since(state.workflow_id, state.task.created_at - CLOCK_SKEW)
+        if isinstance(point, int):
+            return point
+        return await self.offset_since(workflow_id, point)
 
     async def offset_since(self, workflow_id: str, since: datetime) -> int:
         """The first offset of the workflow's partition written at or after ``since`` (else the end)."""

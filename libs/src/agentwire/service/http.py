@@ -5,8 +5,10 @@ Domain errors become status codes here, in one middleware.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 
@@ -15,7 +17,7 @@ from aiohttp import web
 from aiokafka.errors import KafkaError
 
 from agentwire.auth import Unauthorized
-from agentwire.service.metrics_http import http_metrics_middleware
+from agentwire.service.metrics_http import CLIENT_GONE, observe_request, owner_of
 from agentwire.service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -66,47 +68,67 @@ def trace_id_of(request: web.Request) -> str:
 
 
 @web.middleware
-async def trace_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    trace_id = trace_id_of(request)
-    request["trace_id"] = trace_id
+async def service_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every request of a service: metrics (metrics_http.py), a trace id, domain errors as JSON.
 
-    # Streaming handlers prepare their response themselves and copy request["trace_id"].
+    One middleware, not three: a stream request holds its chain of coroutine frames for as long as the
+    client stays (docs/performance.md, "Memory per held SSE client"). In order, from the outside in: the
+    request is counted with the status the client got (an error's translation, or CLIENT_GONE when the
+    handler was cancelled); the response, or an HTTP exception that passes through, carries the trace id
+    (streaming handlers prepare their response themselves and copy ``request["trace_id"]``); and domain
+    errors become JSON responses (``_error_response``).
+    """
+    started = time.perf_counter()
+    status = 500
+    trace_id = request["trace_id"] = trace_id_of(request)
     try:
-        response = await handler(request)
+        try:
+            response = await handler(request)
+        except (ApiError, Unauthorized, ConnectionResetError, KafkaError, web.HTTPException) as exc:
+            error = _error_response(request, exc)
+            if error is None:
+                raise
+            response = error
+        if not response.prepared:
+            response.headers.setdefault(TRACE_HEADER, trace_id)
+        status = response.status
+        return response
     except web.HTTPException as exc:
         exc.headers.setdefault(TRACE_HEADER, trace_id)
+        status = exc.status
         raise
-    if not response.prepared:
-        response.headers.setdefault(TRACE_HEADER, trace_id)
-    return response
+    except asyncio.CancelledError:
+        status = CLIENT_GONE
+        raise
+    finally:
+        owner = owner_of(request)  # only now: a stream would hold it for its lifetime
+        if owner is not None:
+            observe_request(owner, request.method, status, started)
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except ApiError as exc:
+def _error_response(request: web.Request, exc: Exception) -> web.Response | None:
+    """The JSON answer to an error a handler raised; None when the exception should pass through."""
+    if isinstance(exc, ApiError):
         return json_error(exc.status, exc.message, exc.headers)
-    except Unauthorized as exc:
+    if isinstance(exc, Unauthorized):
         return json_error(401, str(exc))
-    except web.HTTPRequestEntityTooLarge:
+    if isinstance(exc, web.HTTPRequestEntityTooLarge):
         return json_error(413, "Request body too large")
-    except ConnectionResetError:  # the client left while its request was read: nobody to answer
+    if isinstance(exc, ConnectionResetError):  # the client left while its request was read: nobody to answer
         log.info("%s %s: client left before its request was read", request.method, request.path)
         return json_error(400, "connection lost")
-    except KafkaError as exc:  # the broker is unreachable or failing: nothing was accepted, retry later
+    if isinstance(exc, KafkaError):  # the broker is unreachable or failing: nothing was accepted, retry later
         log.warning("%s %s: Kafka unavailable: %r", request.method, request.path, exc)
         return json_error(503, "Service temporarily unavailable (Kafka); retry later", {"Retry-After": "1"})
-    except web.HTTPException as exc:
-        if exc.status >= 400 and exc.content_type != "application/json":
-            return json_error(exc.status, exc.reason, {k: v for k, v in exc.headers.items() if k == "Allow"})
-        raise
+    if isinstance(exc, web.HTTPException) and exc.status >= 400 and exc.content_type != "application/json":
+        return json_error(exc.status, exc.reason, {k: v for k, v in exc.headers.items() if k == "Allow"})
+    return None
 
 
 def base_app(settings: Settings) -> web.Application:
     """An application with agentwire's middlewares and body-size cap."""
     return web.Application(
-        middlewares=[http_metrics_middleware, trace_middleware, error_middleware],
+        middlewares=[service_middleware],
         client_max_size=settings.http.max_body_bytes,
     )
 

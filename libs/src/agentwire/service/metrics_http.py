@@ -12,16 +12,13 @@ unmatched paths would make the ``route`` label unbounded.
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client import Counter, Histogram
 
 from agentwire.kafka.metrics import LATENCY_BUCKETS, counter, histogram
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CLIENT_GONE = 499
 """Status recorded when the handler is cancelled because the client went away (nginx's 499)."""
 
@@ -55,26 +52,14 @@ def _families(service: str) -> tuple[Counter, Histogram]:
     return requests, duration
 
 
-@web.middleware
-async def http_metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Count and time every request to a service's own routes (place it outermost)."""
-    owner = owner_of(request)
-    if owner is None:
-        return await handler(request)
+def observe_request(owner: tuple[str, str], method: str, status: int, started: float) -> None:
+    """Count and time one request to a service's own route (``owner``: what ``owner_of`` said).
+
+    Called by the service middleware (http.py) when the handler is done; ``started`` is its
+    ``time.perf_counter()`` when the request came in, ``status`` CLIENT_GONE when the handler was
+    cancelled because the client left.
+    """
     service, route = owner
-    started = time.perf_counter()
-    status = 500
-    try:
-        response = await handler(request)
-        status = response.status
-        return response
-    except web.HTTPException as exc:
-        status = exc.status
-        raise
-    except asyncio.CancelledError:
-        status = CLIENT_GONE
-        raise
-    finally:
-        requests, duration = _families(service)
-        requests.labels(route, request.method, str(status)).inc()
-        duration.labels(route, request.method).observe(time.perf_counter() - started)
+    requests, duration = _families(service)
+    requests.labels(route, method, str(status)).inc()
+    duration.labels(route, method).observe(time.perf_counter() - started)

@@ -48,7 +48,7 @@ async def _kafka(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     streaming = settings.streaming
     cache = RecentCache(max_bytes=streaming.recent_cache_mb << 20, max_events=streaming.recent_cache_events)
-    hub = LiveHub(settings.kafka, cache=cache)
+    hub = LiveHub(settings.kafka, cache=cache, keepalive_s=streaming.keepalive_s)
     log = EventLog(settings.kafka, readers=settings.streaming.history_readers)
     await log.start()
     await hub.start()

@@ -16,6 +16,7 @@ CONTROL_NAMES = {
     "WORKFLOW_CANCELLING": "workflow.cancelling",
     "WORKFLOW_CANCELLED": "workflow.cancelled",
 }
+KEEPALIVE = b": keepalive\n\n"  # an SSE comment: clients ignore it, proxies see the connection used
 _RENAMED = frozenset({"STREAM_END", "LLM_PARTIAL", "LLM_OUTPUT", "ERROR_OCCURRED", *CONTROL_NAMES})
 
 

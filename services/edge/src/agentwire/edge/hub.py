@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from typing import Protocol
 
 from confluent_kafka import Message
 
@@ -34,13 +34,25 @@ from agentwire.service.settings import KafkaSettings
 log = logging.getLogger(__name__)
 
 
-# A direct writer takes a workflow's events of one batch and answers whether to keep writing
-# directly; when it answers False its session has recorded why (finished or overflowed).
-DirectWriter = Callable[[list[Delivery]], bool]
+class DirectWriter(Protocol):
+    """A caught-up client's writer, called by the tail (wire.py); session.py makes them."""
+
+    def write(self, items: list[Delivery]) -> bool:
+        """Write a workflow's events of one batch; False to stop writing directly (the session recorded why)."""
+
+    def keepalive(self) -> None:
+        """Write a keepalive. Raises ConnectionResetError when the client has gone."""
 
 
 class Subscription:
-    __slots__ = ("direct", "gone", "limit", "overflowed", "partition", "queue", "wake", "workflow_id")
+    """One session's place in the live tail: a bounded queue, or a direct writer once caught up.
+
+    Held once per client, so it is lean: no Event (a deque and a future per client) but one future,
+    made only while the session waits (``woken``), and no timer: the hub's one keepalive timer writes
+    to every direct writer.
+    """
+
+    __slots__ = ("_waiter", "_woken", "direct", "gone", "limit", "overflowed", "partition", "queue", "workflow_id")
 
     def __init__(self, workflow_id: str, partition: int, limit: int) -> None:
         self.workflow_id = workflow_id
@@ -50,34 +62,63 @@ class Subscription:
         self.overflowed = False
         self.gone = False  # a direct write found the client gone
         self.direct: DirectWriter | None = None
-        self.wake = asyncio.Event()
+        self._woken = False  # the session has something to do (what asyncio.Event's flag would say)
+        self._waiter: asyncio.Future[None] | None = None
 
     def offer(self, items: list[Delivery]) -> bool:
         """Hand over a workflow's events of one batch; returns False when this offer overflowed."""
         if self.direct is not None:
             try:
-                keep = self.direct(items)
+                keep = self.direct.write(items)
             except ConnectionResetError:
                 keep, self.gone = False, True
             if not keep:
                 self.direct = None
-                self.wake.set()
+                self._wake()
             return not self.overflowed
         if self.overflowed:
             return True
         if len(self.queue) + len(items) > self.limit:
             self.overflowed = True
             self.queue = []
-            self.wake.set()
+            self._wake()
             return False
         self.queue.extend(items)
-        self.wake.set()
+        self._wake()
         return True
+
+    def keepalive(self) -> None:
+        """Write a keepalive through the direct writer, if any (called by the hub's timer)."""
+        if self.direct is not None:
+            try:
+                self.direct.keepalive()
+            except ConnectionResetError:
+                self.direct, self.gone = None, True
+                self._wake()
+
+    def woken(self) -> asyncio.Future[None]:
+        """A future done once there is something for the session: events queued, an overflow, or the
+        direct writer stopped. Awaiting it consumes the wake-up (like waiting on an Event, then clearing it).
+        """
+        waiter = asyncio.get_running_loop().create_future()
+        if self._woken:
+            self._woken = False
+            waiter.set_result(None)
+        else:
+            self._waiter = waiter
+        return waiter
+
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        else:  # nobody waits (or the waiter was cancelled): the next woken() returns at once
+            self._woken = True
 
     def take(self) -> list[Delivery]:
         items = self.queue
         self.queue = []
-        self.wake.clear()
+        self._woken = False
         return items
 
     def rejoin(self) -> None:
@@ -85,12 +126,12 @@ class Subscription:
         self.queue = []
         self.overflowed = False
         self.direct = None
-        self.wake.clear()
+        self._woken = False
 
 
 class LiveHub:
     def __init__(self, kafka: KafkaSettings, *, release_after_s: float = 5.0,
-                 cache: RecentCache | None = None) -> None:
+                 cache: RecentCache | None = None, keepalive_s: float = 15.0) -> None:
         self._kafka = kafka
         self._topic = kafka.topics.events
         self._tail: TailConsumer | None = None
@@ -101,6 +142,8 @@ class LiveHub:
         self._releasing: set[int] = set()
         self._background: set[asyncio.Task[None]] = set()
         self._release_after_s = release_after_s
+        self._keepalive_s = keepalive_s
+        self._keepalive_timer: asyncio.TimerHandle | None = None
         self.cache = cache or RecentCache(max_bytes=0, max_events=0)
         self.written = WriteTally()  # direct writers add to it; handed to Prometheus once per batch
         self.ready = False
@@ -118,10 +161,13 @@ class LiveHub:
     async def start(self) -> None:
         self._tail = TailConsumer(self._kafka.bootstrap_servers, self._topic, self._dispatch)
         await self._tail.start()
+        self._keepalive_timer = asyncio.get_running_loop().call_later(self._keepalive_s, self._keepalive)
         self.ready = True
 
     async def stop(self) -> None:
         self.ready = False
+        if self._keepalive_timer is not None:
+            self._keepalive_timer.cancel()
         for task in list(self._background):
             task.cancel()
         if self._tail is not None:
@@ -186,6 +232,17 @@ class LiveHub:
             self._partitions.set(len(self._next))
             self.cache.drop_partition(partition)
             await self._tail.unassign(partition)
+
+    def _keepalive(self) -> None:
+        """Every ``keepalive_s``: a keepalive to each client the tail writes to directly.
+
+        One timer for the process instead of one per client; a session that is not caught up writes its
+        own keepalives (session.py).
+        """
+        self._keepalive_timer = asyncio.get_running_loop().call_later(self._keepalive_s, self._keepalive)
+        for subs in self._subs.values():
+            for sub in subs:
+                sub.keepalive()
 
     def position(self, partition: int) -> int | None:
         """Where the tail dispatches next in ``partition`` (None when not assigned)."""

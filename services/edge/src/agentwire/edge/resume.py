@@ -29,6 +29,8 @@ class Resume:
     after_seq: int = 0
 
 
+FROM_START = Resume()  # shared: most clients ask for no resume point
+
 # What the OpenAPI document declares for Last-Event-ID and last_event_id (ASCII digits only:
 # str.isdigit() would also take "²", which int() then refuses).
 RESUME_REGEX = r"^[ \t]*([0-9]{1,18}|[0-9]{1,9}-[0-9]{1,18})?[ \t]*$"
@@ -38,13 +40,13 @@ _RESUME = re.compile(RESUME_REGEX)
 def parse_resume(value: str | None) -> Resume:
     """Parse a Last-Event-ID: ``<partition>-<offset>``, a seq number, or empty."""
     if value is None:
-        return Resume()
+        return FROM_START
     match = _RESUME.fullmatch(value)
     if match is None:
         raise ApiError(400, "malformed last_event_id: expected <partition>-<offset> or a sequence number")
     point = match.group(1)
     if not point:
-        return Resume()
+        return FROM_START
     if "-" not in point:
         return Resume(after_seq=int(point))
     position = parse_position_id(point)

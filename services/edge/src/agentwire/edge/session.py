@@ -16,10 +16,15 @@ not contain will never send anything: its events expired or were never written.
 After a grace period for late writes the session stops with ``gone`` set, and the
 route answers the documented error instead of waiting forever.
 
-Once the queue is drained, with no await in between, the session gives the
-subscription its direct writer (a ``Wire``, see wire.py) and from then on the
-live tail writes to the client itself; the session sleeps until the stream ends,
-the client falls behind (back to step 2) or a keepalive is due.
+Once the queue is drained, with no await in between, the session hands the
+subscription itself as its direct writer (writing through a ``Wire``, see wire.py)
+and from then on the live tail writes to the client, keepalives included; the
+session sleeps until the stream ends or the client falls behind (back to step 2)
+or leaves.
+
+A session is held per client for as long as the client stays, so it keeps what it
+needs and no more (``__slots__``, no TaskState once started, no timer while the
+tail writes for it): docs/performance.md, "Memory per held SSE client".
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Protocol
 
 from agentwire.edge.delivery import Delivery
@@ -36,8 +41,9 @@ from agentwire.edge.hub import LiveHub, Subscription
 from agentwire.edge.metrics import HISTORY_READ, observe_write
 from agentwire.edge.resume import Resume
 from agentwire.edge.wire import Wire
-from agentwire.kafka.history import EventLog
+from agentwire.kafka.history import EventLog, start_point
 from agentwire.schema import TaskState
+from agentwire.store import TaskStore
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +62,10 @@ class Sink(Protocol):
 
 
 class StreamSession:
+    __slots__ = ("_buffer_size", "_gone_grace_s", "_hub", "_keepalive_s", "_last_seq", "_last_seq_at_start", "_log",
+                 "_next_offset", "_partition", "_protocol", "_resume", "_skip_through", "_start_point", "_states",
+                 "_sub", "_terminal_at_start", "_types", "_wire", "_workflow_id", "finished", "gone")
+
     def __init__(
         self,
         hub: LiveHub,
@@ -66,37 +76,41 @@ class StreamSession:
         *,
         buffer_size: int,
         keepalive_s: float,
-        current_state: Callable[[], Awaitable[TaskState | None]],
+        states: TaskStore,
         gone_grace_s: float = 2.0,
     ) -> None:
         self._hub = hub
         self._log = log_
         self._workflow_id = state.workflow_id
-        # held until the start offset is known, then dropped: a TaskState per held client was a fifth of
-        # the client's memory (10,000 clients of one workflow held 10,000 copies)
-        self._state: TaskState | None = state
+        # not the TaskState: a client's decoded copy was a fifth of its memory (10,000 clients of one workflow
+        # held 10,000 copies), and many clients wait for a history reader at once when they connect
+        self._start_point: int | datetime | None = start_point(state)
         self._terminal_at_start = state.status.terminal
         self._last_seq_at_start = state.last_seq
         self._resume = resume
         self._types = types
         self._buffer_size = buffer_size
         self._keepalive_s = keepalive_s
-        self._current_state = current_state
+        self._states = states  # the workflow's current state, when the session needs it
         self._gone_grace_s = gone_grace_s
         self._partition = log_.partition_of(state.workflow_id)
         self._last_seq: int | None = resume.after_seq if resume.position is None else None
         # a resume position in this workflow's partition: events up to it are skipped, seq noted
         self._skip_through = resume.position[1] if resume.position and resume.position[0] == self._partition else None
         self._next_offset = 0
+        self._sub: Subscription | None = None
+        self._wire: Wire | None = None
+        self._protocol = ""
         self.finished = False
         self.gone = False  # ended without its end in Kafka: expired or never written
 
     async def run(self, sink: Sink, protocol: str) -> None:
         """Stream until STREAM_END has been delivered (then ``finished`` is True) or the client leaves."""
         sub = await self._hub.subscribe(self._workflow_id, self._partition, self._buffer_size)
+        self._sub, self._wire, self._protocol = sub, sink.wire, protocol
         try:
             self._next_offset = await self._start_offset()
-            self._state = None
+            self._start_point = None
             while not self.finished:
                 sub.rejoin()
                 await self._catch_up(sink, protocol)
@@ -106,19 +120,25 @@ class StreamSession:
                 if await self._ended_elsewhere() and await self._nothing_more(sub, sink, protocol):
                     self.gone = True
                     return
-                await self._live(sub, sink, protocol)
+                while not self.finished and not sub.overflowed:
+                    await self._live(sub, sink, protocol)
+                    if sub.direct is not None:
+                        # the tail writes to the client, keepalives included, until it stops and wakes us
+                        # (awaited here, without a frame of its own: this is where a held client sleeps)
+                        await sub.woken()
         except ConnectionResetError:  # aiohttp's ClientConnectionResetError: the client left
             log.debug("client of %s left", self._workflow_id)
         finally:
             self._hub.unsubscribe(sub)
+            self._sub = self._wire = None
 
     async def _start_offset(self) -> int:
         if self._resume.position is not None:
             partition, offset = self._resume.position
             if partition == self._partition:
                 return offset
-        assert self._state is not None
-        return await self._log.start_offset(self._state)
+        assert self._start_point is not None
+        return await self._log.offset_at(self._workflow_id, self._start_point)
 
     async def _catch_up(self, sink: Sink, protocol: str) -> None:
         """Deliver ``[next offset, end)``: the recent-events cache where it reaches, Kafka elsewhere."""
@@ -176,36 +196,39 @@ class StreamSession:
         self._next_offset = max(self._next_offset, until)
 
     async def _live(self, sub: Subscription, sink: Sink, protocol: str) -> None:
-        """Drain what queued during the catch-up, then let the tail write directly until it stops."""
+        """Deliver what queued during the catch-up; return once the tail writes directly (``sub.direct``),
+        the session has finished or the client fell behind."""
         while not self.finished and not sub.overflowed:
             if sub.gone:
                 raise ConnectionResetError("client gone")
             if sub.queue:
                 await self._deliver(sub.take(), sink, protocol)
                 continue
-            if sub.direct is None and (wire := sink.wire) is not None:
-                # nothing queued and no await since the check: the tail takes over from here
-                sub.direct = self._direct_writer(sub, wire, protocol)
+            if self._wire is not None:
+                sub.direct = self  # nothing queued and no await since the check: the tail takes over from here
+                return
             try:
                 async with asyncio.timeout(self._keepalive_s):
-                    await sub.wake.wait()
+                    await sub.woken()
             except TimeoutError:
                 await sink.keepalive()
-            sub.wake.clear()
 
-    def _direct_writer(self, sub: Subscription, wire: Wire, protocol: str) -> Callable[[list[Delivery]], bool]:
-        written = self._hub.written
+    # the subscription's direct writer (hub.DirectWriter), called by the tail, synchronously
 
-        def write(items: list[Delivery]) -> bool:
-            """Called by the tail, synchronously: False when the session must take over again."""
-            batch = self._select(items)
-            if batch:
-                if not wire.write(batch):
-                    sub.overflowed = True
-                written.add(protocol, batch)
-            return not self.finished and not sub.overflowed
+    def write(self, items: list[Delivery]) -> bool:
+        """Write what this client gets of ``items``; False when the session must take over again."""
+        batch = self._select(items)
+        sub, wire = self._sub, self._wire
+        assert sub is not None and wire is not None
+        if batch:
+            if not wire.write(batch):
+                sub.overflowed = True
+            self._hub.written.add(self._protocol, batch)
+        return not self.finished and not sub.overflowed
 
-        return write
+    def keepalive(self) -> None:
+        assert self._wire is not None
+        self._wire.keepalive()
 
     def _select(self, items: list[Delivery]) -> list[Delivery]:
         """The events of ``items`` this client gets next, in seq order; advances the session's position."""
@@ -240,14 +263,14 @@ class StreamSession:
 
     async def _ended_before_resume_point(self) -> bool:
         """A resume after the last event of a finished workflow: nothing more will come."""
-        state = await self._current_state()
+        state = await self._states.get(self._workflow_id)
         terminal, last_seq = ((state.status.terminal, state.last_seq) if state is not None
                               else (self._terminal_at_start, self._last_seq_at_start))
         return terminal and self._last_seq is not None and self._last_seq >= last_seq > 0
 
     async def _ended_elsewhere(self) -> bool:
         """The workflow has ended (or its state is gone), though its history up to now had no end."""
-        state = await self._current_state()
+        state = await self._states.get(self._workflow_id)
         return state is None or state.status.terminal
 
     async def _nothing_more(self, sub: Subscription, sink: Sink, protocol: str) -> bool:
@@ -264,7 +287,8 @@ class StreamSession:
                 break
             if not sub.queue:
                 try:
-                    await asyncio.wait_for(sub.wake.wait(), remaining)
+                    async with asyncio.timeout(remaining):
+                        await sub.woken()
                 except TimeoutError:
                     break
             items = [i for i in sub.take() if i.offset >= self._next_offset]

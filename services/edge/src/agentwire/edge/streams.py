@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import orjson
 from aiohttp import HttpVersion11, WSMsgType, web
 
-from agentwire.edge.frames import events_gone_frame, not_found_frame
+from agentwire.edge.frames import KEEPALIVE, events_gone_frame, not_found_frame
 from agentwire.edge.keys import AUTH, CLIENTS, HUB, LOG, SETTINGS
 from agentwire.edge.resume import parse_resume, parse_types
 from agentwire.edge.session import Delivery, StreamSession
@@ -50,8 +50,6 @@ async def _open_session(request: web.Request) -> StreamSession | None:
 def _session(request: web.Request, state: TaskState) -> StreamSession:
     settings = request.app[SETTINGS]
     resume = parse_resume(request.headers.get("Last-Event-ID") or request.query.get("last_event_id"))
-    store = request.app[STORE].tasks
-    workflow_id = state.workflow_id
     return StreamSession(
         request.app[HUB],
         request.app[LOG],
@@ -60,12 +58,14 @@ def _session(request: web.Request, state: TaskState) -> StreamSession:
         parse_types(request.query.get("types")),
         buffer_size=settings.streaming.buffer_size,
         keepalive_s=settings.streaming.keepalive_s,
-        current_state=lambda: store.get(workflow_id),
+        states=request.app[STORE].tasks,
         gone_grace_s=settings.streaming.unknown_workflow_wait_s,
     )
 
 
 class SseSink:
+    __slots__ = ("_response", "wire")
+
     def __init__(self, response: web.StreamResponse, wire: Wire | None) -> None:
         self._response = response
         self.wire = wire
@@ -74,7 +74,7 @@ class SseSink:
         await self._response.write(b"".join(item.sse for item in batch))
 
     async def keepalive(self) -> None:
-        await self._response.write(b": keepalive\n\n")
+        await self._response.write(KEEPALIVE)
 
 
 @routes.get("/api/v1/stream/sse")
@@ -120,6 +120,8 @@ async def stream_sse(request: web.Request) -> web.StreamResponse:
 
 
 class WsSink:
+    __slots__ = ("_ws", "wire")
+
     def __init__(self, ws: web.WebSocketResponse, wire: Wire | None) -> None:
         self._ws = ws
         self.wire = wire

@@ -5,7 +5,7 @@ delivery cost a wake-up of the client's task, an await chain and a write (py-spy
 500-workflow benchmark, docs/performance.md); with many workflows of one or two watchers that is
 most of the edge's CPU per event. A ``Wire`` lets the tail write the frames itself, synchronously,
 while it dispatches: one ``transport.write`` of whole frames per client per fetch. The session's
-task sleeps until its stream ends, its client falls behind or a keepalive is due.
+task sleeps until its stream ends or its client falls behind or leaves.
 
 What it relies on (each set up by streams.py, each checked by tests/integration/test_edge_wire.py):
 - the response head is on the wire before the first direct write (SSE: the ``: connected``
@@ -14,8 +14,9 @@ What it relies on (each set up by streams.py, each checked by tests/integration/
   travels as one whole chunk (HTTP/1.0 bodies are written as they are and end with the connection);
 - a WebSocket response never compresses (``compress=False``), so an event's text frame is the same
   bytes for every client and needs no per-client state;
-- every write is one ``transport.write`` of whole frames, so aiohttp's own writes (keepalives,
-  pings, the close frame) never land inside one of ours; after aiohttp has begun closing a
+- every write is one ``transport.write`` of whole frames (keepalives too: the hub writes them every
+  ``keepalive_s`` to each direct client, one timer for the process), so aiohttp's own writes (the
+  session's, pings, the close frame) never land inside one of ours; after aiohttp has begun closing a
   WebSocket, nothing more is written.
 
 Slow clients stay bounded: a client whose socket does not take what is written (the transport
@@ -31,19 +32,23 @@ from collections.abc import Callable
 from aiohttp import web
 
 from agentwire.edge.delivery import Delivery
+from agentwire.edge.frames import KEEPALIVE
+
+_KEEPALIVE_CHUNK = b"%x\r\n%b\r\n" % (len(KEEPALIVE), KEEPALIVE)
 
 
 class Wire:
     """Writes whole frames of live events to one client's transport."""
 
-    __slots__ = ("_closed", "_frame", "_limit", "_transport", "_unsent")
+    __slots__ = ("_closed", "_frame", "_keepalive", "_limit", "_transport", "_unsent")
 
     def __init__(self, transport: asyncio.Transport, frame: Callable[[Delivery], bytes], limit: int,
-                 closed: Callable[[], bool] | None = None) -> None:
+                 closed: Callable[[], bool] | None = None, keepalive: bytes | None = None) -> None:
         self._transport = transport
         self._frame = frame
         self._limit = limit
         self._closed = closed
+        self._keepalive = keepalive
         self._unsent = 0  # events written since a write last left the transport with no backlog
 
     def write(self, batch: list[Delivery]) -> bool:
@@ -62,13 +67,26 @@ class Wire:
         self._unsent = 0
         return True
 
+    def keepalive(self) -> None:
+        """Write a keepalive, unless the client still has unsent data (then it is not idle) or has none.
+
+        Raises ConnectionResetError when the client has gone.
+        """
+        transport = self._transport
+        if transport.is_closing() or self._closed is not None and self._closed():
+            raise ConnectionResetError("client gone")
+        if self._keepalive is not None and not transport.get_write_buffer_size():
+            transport.write(self._keepalive)
+
 
 def sse_wire(request: web.Request, response: web.StreamResponse, limit: int) -> Wire | None:
     """A wire for a prepared SSE response (None when its connection is already gone)."""
     transport = request.transport  # asyncio's or uvloop's (which is no asyncio.Transport subclass)
     if transport is None:
         return None
-    return Wire(transport, _sse_chunk if response.chunked else _sse_frame, limit)
+    if response.chunked:
+        return Wire(transport, _sse_chunk, limit, keepalive=_KEEPALIVE_CHUNK)
+    return Wire(transport, _sse_frame, limit, keepalive=KEEPALIVE)
 
 
 def ws_wire(request: web.Request, ws: web.WebSocketResponse, limit: int) -> Wire | None:
@@ -76,7 +94,7 @@ def ws_wire(request: web.Request, ws: web.WebSocketResponse, limit: int) -> Wire
     transport = request.transport
     if transport is None or ws.compress:
         return None
-    return Wire(transport, _ws_frame, limit, closed=lambda: ws.closed)
+    return Wire(transport, _ws_frame, limit, closed=lambda: ws.closed)  # pings: aiohttp's heartbeat
 
 
 def _sse_chunk(item: Delivery) -> bytes:
