@@ -146,7 +146,7 @@ def podman_limits(timeout: float = 30.0) -> dict[str, int]:
     probe = STATE_DIR / "probe.sock"
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     probe.unlink(missing_ok=True)
-    process = subprocess.Popen(["podman", "system", "service", "--time=0", f"unix://{probe}"],
+    process = subprocess.Popen(["podman", "system", "service", "--time=0", f"unix://{probe}"], cwd="/",
                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + timeout
@@ -258,6 +258,9 @@ def start_service(timeout: float = 30.0) -> int:
     process = subprocess.Popen(
         ["podman", "system", "service", "--time=0", f"unix://{PODMAN_SOCKET}"],
         stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+        # not the caller's directory: the service outlives it, and once that directory is deleted (a git
+        # worktree removed) every container it starts fails with "exit status 1"
+        cwd="/",
     )
     log.close()
     (STATE_DIR / "service.pid").write_text(str(process.pid))
