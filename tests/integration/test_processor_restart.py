@@ -32,6 +32,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import ConsumerRecord
 
 from agentwire.kafka import ensure_topics
+from agentwire.kafka.lag import lag_by_partition
 from agentwire.schema import TaskSubmitted, encode
 from agentwire.service.settings import KafkaSettings
 from tests.support.raw import workflow_events
@@ -135,9 +136,10 @@ async def unread(bootstrap: str, group: str, topic: str) -> int:
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-        committed = await admin.list_consumer_group_offsets(group, partitions=tps)
-        ends = await consumer.end_offsets(tps)
-        return sum(ends[tp] - max(committed[tp].offset if tp in committed else 0, 0) for tp in tps)
+        offsets = await admin.list_consumer_group_offsets(group, partitions=tps)
+        # a partition the group never committed counts from its start (LagMonitor leaves such out)
+        committed = {tp: max(offsets[tp].offset, 0) if tp in offsets else 0 for tp in tps}
+        return sum(lag_by_partition(committed, await consumer.end_offsets(tps)).values())
     finally:
         await consumer.stop()
         await admin.close()
