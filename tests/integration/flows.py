@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from typing import Any
 
@@ -17,6 +18,21 @@ CONTROL_NAMES = {
     "workflow.cancelled": "WORKFLOW_CANCELLED", "thread.message.delta": "LLM_PARTIAL",
     "thread.message.completed": "LLM_OUTPUT", "error": "ERROR_OCCURRED", "done": "STREAM_END",
 }
+
+
+def metric(base_url: str, name: str, **labels: str) -> float:
+    """The sum of a Prometheus series over its label sets (those carrying ``labels``), from ``base_url``/metrics."""
+    text = httpx.get(f"{base_url}/metrics", timeout=10).text
+    total = 0.0
+    for found in re.finditer(rf"^{name}(?:{{([^}}]*)}})? (\S+)$", text, re.MULTILINE):
+        if all(f'{key}="{value}"' in (found.group(1) or "") for key, value in labels.items()):
+            total += float(found.group(2))
+    return total
+
+
+def service_metric(stack: Stack, service: str, name: str, **labels: str) -> float:
+    """``metric`` of one service of ``stack`` (its ops port)."""
+    return metric(stack.services[service].health_url.removesuffix("/health"), name, **labels)
 
 
 def submit(stack: Stack, mode: str | None = None, query: str = "Research AI trends", **context: Any) -> str:

@@ -12,14 +12,12 @@ This test runs its own broker (it stops it), on the same ports and data director
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.integration.flows import check_stream, status
+from tests.integration.flows import check_stream, service_metric, status
 from tests.integration.test_faults import finish, start_streams, wait_until_streaming
 from tests.support.broker import broker_script
 from tests.support.stack import Stack
@@ -43,11 +41,6 @@ def broker_and_stack(tmp_path: Path) -> Iterator[tuple[object, Stack]]:
         script.stop(holder["broker"])
 
 
-def counter(stack: Stack, service: str, name: str) -> float:
-    text = httpx.get(stack.services[service].health_url.replace("/health", "/metrics"), timeout=5).text
-    return sum(float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.MULTILINE))
-
-
 def test_tasks_playing_through_an_outage_longer_than_the_request_timeout_all_end_exactly(
     broker_and_stack: tuple[dict[str, object], Stack],
 ) -> None:
@@ -60,7 +53,7 @@ def test_tasks_playing_through_an_outage_longer_than_the_request_timeout_all_end
     broker = holder["broker"]
     broker.stop()  # type: ignore[attr-defined]
     # down until the sends in flight have failed (request timeout) and plays are being replayed
-    eventually(lambda: counter(stack, "runner", "agentwire_runner_play_replays_total") > 0, 60,
+    eventually(lambda: service_metric(stack, "runner", "agentwire_runner_play_replays_total") > 0, 60,
                "a play's send failed while Kafka was away")
     holder["broker"] = script.start(  # type: ignore[attr-defined]
         Path(broker.data_dir), broker.port, broker.controller_port, partitions=12, timeout=120.0)  # type: ignore[attr-defined]

@@ -9,7 +9,6 @@ the poison completes with a complete stream, and the services are still up.
 from __future__ import annotations
 
 import asyncio
-import re
 import uuid
 
 import httpx
@@ -17,7 +16,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from agentwire.schema import Topics
-from tests.integration.flows import Reader, check_stream, submit, wait_status
+from tests.integration.flows import Reader, check_stream, metric, submit, wait_status
 from tests.support.sse import read_stream
 from tests.support.stack import Stack
 from tests.support.wait import eventually
@@ -90,11 +89,6 @@ async def dead_letters(bootstrap: str, topic: str, source: str, values: set[byte
     finally:
         await consumer.stop()
     return found
-
-
-def metric(base_url: str, name: str) -> float:
-    text = httpx.get(f"{base_url}/metrics", timeout=10).text
-    return sum(float(m.group(1)) for m in re.finditer(rf"^{name}(?:{{[^}}]*}})? ([0-9.e+]+)$", text, re.M))
 
 
 def still_works(stack: Stack) -> None:
