@@ -48,7 +48,8 @@ async def _with_signals(main: Main) -> None:
 
 
 async def serve(app: web.Application, host: str, port: int, stop: asyncio.Event, *,
-                handler_cancellation: bool = False, idle_timeout_s: float = 75.0, backlog: int = 1024) -> None:
+                handler_cancellation: bool = False, idle_timeout_s: float = 75.0, backlog: int = 1024,
+                access_log: bool = True) -> None:
     """Serve ``app`` until ``stop`` is set, then shut it down (on_shutdown, cleanup).
 
     ``handler_cancellation`` cancels a handler when its client disconnects (long-lived streams).
@@ -56,9 +57,11 @@ async def serve(app: web.Application, host: str, port: int, stop: asyncio.Event,
     progress (idle, or still sending its head) that long after its last response or its opening.
     aiohttp's header limits stay at their defaults: request line and each header ≤ 8190 bytes, ≤ 128
     headers (400 beyond). ``backlog`` is the listen queue (aiohttp's default, 128, drops bursts).
+    ``access_log``: aiohttp's line per request on the ``aiohttp.access`` logger.
     """
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5.0,
-                           handler_cancellation=handler_cancellation, keepalive_timeout=idle_timeout_s)
+                           handler_cancellation=handler_cancellation, keepalive_timeout=idle_timeout_s,
+                           **({} if access_log else {"access_log": None}))
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True, backlog=backlog)
     await site.start()

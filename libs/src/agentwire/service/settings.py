@@ -52,6 +52,10 @@ class HttpSettings(BaseModel):
     # connections the kernel completes before the server accepts them (capped by net.core.somaxconn):
     # past it a burst of connects is dropped silently and the dropped clients wait on dead sockets
     listen_backlog: int = Field(1024, ge=1)
+    # aiohttp's access log, one line per request: off by default, as every request is already counted
+    # (agentwire_http_requests_total, with its route, status and latency); on, it costs ingest ≈ 10 % of
+    # its CPU under load (docs/performance.md, "Ingest: task submissions")
+    access_log: bool = False
 
 
 class StreamingSettings(BaseModel):

@@ -39,6 +39,13 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+# Every execution of a prepared statement is planned for its table as it is now. PostgreSQL's default
+# ("auto") switches a statement to a generic plan after five executions and keeps it until the next
+# ANALYZE: one chosen while ``tasks`` was nearly empty (a fresh store, before autovacuum's first ANALYZE
+# a minute later) scanned the whole table for every idempotency read, 30 M rows read in 40 s of the
+# ingest bench (docs/performance.md). Planning these short statements costs far less than one such scan.
+SERVER_SETTINGS = {"plan_cache_mode": "force_custom_plan"}
+
 
 @dataclass
 class Store:
@@ -55,7 +62,7 @@ async def connect(settings: Settings) -> asyncpg.Pool:
         try:
             pool: asyncpg.Pool = await asyncpg.create_pool(
                 settings.store.dsn, min_size=1, max_size=settings.store.pool_size, command_timeout=30,
-                reset=end_transaction,
+                reset=end_transaction, server_settings=SERVER_SETTINGS,
             )
             return pool
         except (OSError, asyncpg.PostgresError, asyncpg.exceptions.InterfaceError) as exc:

@@ -35,6 +35,9 @@ from agentwire.store.sessions import (
 
 log = logging.getLogger(__name__)
 
+# the single-task reads of a batch (the idempotency read of every submission with a key)
+GET_MANY = "SELECT workflow_id, state FROM tasks WHERE workflow_id = ANY($1::text[]) AND active_at > $2"
+
 
 class InvalidCursor(ValueError):
     """A cursor that this store did not hand out."""
@@ -99,10 +102,7 @@ class TaskStore:
         return _state(raw) if raw is not None else None
 
     async def _get_many(self, workflow_ids: list[str]) -> list[bytes | None]:
-        rows = await self._pool.fetch(
-            "SELECT workflow_id, state FROM tasks WHERE workflow_id = ANY($1::text[]) AND active_at > $2",
-            workflow_ids, self._cutoff(),
-        )
+        rows = await self._pool.fetch(GET_MANY, workflow_ids, self._cutoff())
         found = {row["workflow_id"]: row["state"] for row in rows}
         return [found.get(w) for w in workflow_ids]
 
