@@ -11,7 +11,8 @@ Two load generators (BENCH_INGEST_LOADER):
   over at most BENCH_INGEST_CONNECTIONS [64] keep-alive connections (built from its pinned Go module
   by deploy/vegeta/fetch_vegeta.sh on first use); the headline figures are those of the last rate;
 - ``aiohttp``: closed loop, BENCH_INGEST_CONNECTIONS connections kept busy by a Python client in
-  another process for BENCH_INGEST_SECONDS [20] (costs the machine ≈ 3× vegeta's CPU per request).
+  another process for BENCH_INGEST_SECONDS [20] (its latency is 64 ÷ throughput by Little's law: it
+  measures capacity, not latency at a rate; it costs the machine about what vegeta does per request).
 
 Prints submissions/s and latency percentiles as JSON on the last line, with the CPU seconds per
 second of every process of the run (ingest, broker, PostgreSQL, load generator) and of the rest of
