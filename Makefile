@@ -50,7 +50,7 @@ run: setup
 	mkdir -p .data
 	ENVIRONMENT=dev GATEWAY_SKIP_AUTH=1 $(BIN)/honcho -f deploy/local/Procfile -d . start
 
-test: setup images
+test: setup images k8s-tools
 	$(BIN)/ruff check libs services tests deploy
 	$(BIN)/python -m pytest
 
