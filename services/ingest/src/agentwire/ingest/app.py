@@ -67,6 +67,7 @@ async def _kafka(app: web.Application) -> AsyncIterator[None]:
         log,
         settings.kafka.topics,
         lookup_timeout=settings.http.read_your_writes_timeout_s,
+        partitions=settings.kafka.partitions,
         fault=app[FAULT],
     )
     app[INTERACTIONS] = Interactions(app[TASKS])

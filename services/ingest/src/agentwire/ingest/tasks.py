@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaProducer
 
 from agentwire.ingest.faults import FaultHook
 from agentwire.ingest.requests import SubmitTask
-from agentwire.kafka import Record, position_id
+from agentwire.kafka import Record, partition_for, position_id
 from agentwire.kafka.history import EventLog
 from agentwire.kafka.metrics import counter
 from agentwire.schema import (
@@ -49,6 +49,7 @@ class TaskService:
         topics: Topics,
         *,
         lookup_timeout: float,
+        partitions: int,
         fault: FaultHook | None = None,
     ) -> None:
         self._producer = producer
@@ -56,6 +57,7 @@ class TaskService:
         self._log = log
         self._topics = topics
         self._lookup_timeout = lookup_timeout
+        self._partitions = partitions  # of every topic (ensure_topics checks the layout at start)
         self._fault = fault or FaultHook(None)
         self._resent = counter(
             "agentwire_ingest_submissions_resent_total",
@@ -104,7 +106,8 @@ class TaskService:
             request_hash=request_hash,
         )
         self._fault.reached("before_send")
-        delivery = await self._producer.send(self._topics.tasks, encode(task), key=workflow_id.encode())
+        delivery = await self._producer.send(self._topics.tasks, encode(task), key=workflow_id.encode(),
+                                             partition=partition_for(workflow_id, self._partitions))
         self._fault.reached("after_send")
         await delivery
         self._fault.reached("after_ack")
