@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from datetime import datetime
 
 import httpx
@@ -11,7 +10,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from agentwire.schema import Topics
-from tests.integration.flows import Reader, check_stream, service_metric, status, submit, types_of, wait_status
+from tests.integration.flows import Reader, check_stream, status, submit, types_of, wait_status
 from tests.support.sse import read_stream
 from tests.support.stack import Stack
 
@@ -196,17 +195,3 @@ def test_an_undecided_approval_is_denied_at_its_deadline_not_timed_out_as_silent
     [approval] = final["approvals"]
     assert approval["status"] == "denied" and approval["decided_by"] == "timeout"
 
-
-def test_an_idle_processor_waits_for_records_instead_of_asking_every_few_milliseconds(fast_stack: Stack) -> None:
-    """With nothing to read, each fetch waits for the first record (up to fetch_idle_wait_ms, 500 ms): a few
-    empty fetches a second, not one per fetch_max_wait_ms (5 ms: ≈ 200 a second, 12 % of a core)."""
-    def empty_fetches() -> float:
-        return service_metric(fast_stack, "processor", "agentwire_processor_fetches_total", result="empty")
-
-    workflow_id = submit(fast_stack, "simple")  # records flow, then stop: the fetches go back to waiting
-    wait_status(fast_stack, workflow_id, "TASK_STATUS_COMPLETED", timeout=60)
-    assert service_metric(fast_stack, "processor", "agentwire_processor_fetches_total", result="records") > 0
-    before, started = empty_fetches(), time.monotonic()
-    time.sleep(3)  # the window measured: nothing is submitted during it
-    rate = (empty_fetches() - before) / (time.monotonic() - started)
-    assert rate <= 10, f"{rate:.0f} empty fetches a second from an idle processor"

@@ -141,14 +141,12 @@ class ProcessorSettings(BaseModel):
     # Rows, task states and acknowledgements of delivered batches are written together, at most this
     # often (clients already have the events; a crash replays at most this much more).
     rows_interval_ms: float = Field(50.0, ge=0)
-    # The input topics' fetches while records flow: the broker answers once this many bytes are
-    # waiting, or after this long. 1 byte answers every record at once (each costs a fetch, a hand-over
-    # from faust's consumer thread and a batch); 16 KB / 5 ms lets a trickle arrive in groups: at 1,000
-    # events/s of runner plays 25 % less processor CPU per event (docs/performance.md). After a fetch
-    # that brought nothing, the next waits for the first byte, at most fetch_idle_wait_ms.
+    # The raw topic's fetches: the broker answers once this many bytes are waiting, or after this
+    # long. 1 byte answers every record at once (each costs a fetch, a hand-over from faust's consumer
+    # thread and a batch); 16 KB / 5 ms lets a trickle arrive in groups: at 1,000 events/s of runner
+    # plays 25 % less processor CPU per event, at 100 events/s ≈ 2 ms more latency (docs/performance.md).
     fetch_min_bytes: int = Field(16384, ge=1)
     fetch_max_wait_ms: int = Field(5, ge=0)
-    fetch_idle_wait_ms: int = Field(500, ge=0)
     ops_port: int = Field(9102, ge=0, le=65535)
     # Fault injection for tests (refused outside dev/test): hold faust's recovery this long after it
     # sought the stream partitions to their committed offsets, before it resumes the flow: the

@@ -14,7 +14,6 @@ from typing import Any
 
 import faust
 
-from agentwire.kafka.metrics import counter
 from agentwire.service.settings import ProcessorSettings, Settings
 
 log = logging.getLogger(__name__)
@@ -26,46 +25,13 @@ def committed_offsets(app: faust.App) -> Callable[[Any], int | None]:
 
 
 def tune_fetches(app: faust.App, conf: ProcessorSettings) -> None:
-    """Make the raw topic's fetches wait for a group of records while records flow, and for the first
-    one while none do.
-
-    faust builds its aiokafka consumer with a fixed fetch wait (1.5 s) and aiokafka's minimum of one
-    byte, and has no setting for either; the fetcher reads both for every request it makes, so they
-    are set after each fetch (``AdaptiveFetches``). Called at every assignment; wraps once.
-    """
+    """faust builds its aiokafka consumer with a fixed fetch wait (1.5 s) and aiokafka's minimum of
+    one byte, and has no setting for either; the fetcher reads both for every request it makes."""
     client = getattr(getattr(app.consumer, "_thread", None), "_consumer", None)
     fetcher = getattr(client, "_fetcher", None)
-    if fetcher is not None and not isinstance(fetcher._proc_fetch_request, AdaptiveFetches):
-        fetcher._proc_fetch_request = AdaptiveFetches(fetcher, conf)
-
-
-class AdaptiveFetches:
-    """Wraps aiokafka's per-request fetch (``Fetcher._proc_fetch_request``) and sets the next request's
-    minimum bytes and wait from what this one brought.
-
-    Records came (or an error to hand over): the next fetch is answered at ``fetch_min_bytes`` or after
-    ``fetch_max_wait_ms``, so a stream of records arrives in groups (less CPU per event). Nothing came:
-    the next one is answered at the first byte, or after ``fetch_idle_wait_ms`` — an idle worker asks
-    twice a second instead of every few milliseconds (≈ 12 % of a core for nothing, docs/performance.md),
-    and the first record after a quiet spell is not held back by the group wait.
-    """
-
-    def __init__(self, fetcher: Any, conf: ProcessorSettings) -> None:
-        self._fetcher = fetcher
-        self._fetch = fetcher._proc_fetch_request
-        self._flowing = (conf.fetch_min_bytes, conf.fetch_max_wait_ms)
-        self._idle = (1, conf.fetch_idle_wait_ms)
-        fetcher._fetch_min_bytes, fetcher._fetch_max_wait_ms = self._idle
-
-    async def __call__(self, assignment: Any, node_id: int, request: Any) -> bool:
-        brought = bool(await self._fetch(assignment, node_id, request))
-        self._fetcher._fetch_min_bytes, self._fetcher._fetch_max_wait_ms = self._flowing if brought else self._idle
-        _fetches.labels("records" if brought else "empty").inc()
-        return brought
-
-
-_fetches = counter("agentwire_processor_fetches_total",
-                   "Fetch requests for the processor's input topics, by whether they brought records", ["result"])
+    if fetcher is not None:
+        fetcher._fetch_min_bytes = conf.fetch_min_bytes
+        fetcher._fetch_max_wait_ms = conf.fetch_max_wait_ms
 
 
 def hold_flow_until_sought(app: faust.App) -> None:
