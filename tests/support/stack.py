@@ -166,7 +166,13 @@ class Stack:
             postgres.drop_database(self.prefix)
 
     def delete_topics(self) -> None:
-        """Delete every topic of this stack's prefix, so a long-lived broker does not pile them up."""
+        """Delete every topic of this stack's prefix, so a long-lived broker does not pile them up.
+
+        ``AGENTWIRE_TEST_KEEP_TOPICS=1`` keeps them (with pytest's ``--basetemp``, a failed run's broker
+        data then stays for reading: which records a partition held, what each group committed).
+        """
+        if os.environ.get("AGENTWIRE_TEST_KEEP_TOPICS") == "1":
+            return
         run_sync(_delete_prefixed(self.bootstrap, self.prefix))
 
 
