@@ -194,4 +194,3 @@ def test_an_undecided_approval_is_denied_at_its_deadline_not_timed_out_as_silent
     assert final["error"] == "Approval timed out"
     [approval] = final["approvals"]
     assert approval["status"] == "denied" and approval["decided_by"] == "timeout"
-
