@@ -21,7 +21,6 @@ A poll waits at most ``POLL_S``, so a command waits at most that long.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import queue
 import threading
@@ -199,14 +198,7 @@ _NOT_YET = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT
 
 def _end_offset(consumer: Consumer, tp: TopicPartition, timeout_s: float = 30.0) -> int:
     """The partition's end offset, asked of its leader; a retriable error (a new topic's partition whose
-    leader the broker does not know yet: NOT_LEADER_FOR_PARTITION) is asked again until ``timeout_s``.
-
-    A partition librdkafka does not know (``_UNKNOWN_PARTITION``) is looked up again first: after a
-    broker outage its cached metadata can lack the topic, and a hand-assigned consumer subscribes to
-    nothing that would refresh it before ``topic.metadata.refresh.interval.ms`` (5 min) — seen as
-    every new subscription failing for 30 s after Kafka came back (tests/integration/test_broker_outage.py
-    under heavy I/O load).
-    """
+    leader the broker does not know yet: NOT_LEADER_FOR_PARTITION) is asked again until ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
@@ -216,9 +208,6 @@ def _end_offset(consumer: Consumer, tp: TopicPartition, timeout_s: float = 30.0)
             if not isinstance(error, KafkaError) or time.monotonic() > deadline \
                     or not (error.retriable() or error.code() in _NOT_YET):
                 raise
-            if error.code() in (KafkaError._UNKNOWN_PARTITION, KafkaError.UNKNOWN_TOPIC_OR_PART):
-                with contextlib.suppress(KafkaException):
-                    consumer.list_topics(tp.topic, timeout=max(min(deadline - time.monotonic(), 5.0), 0.1))
             time.sleep(RETRY_S)
             continue
         if marks is None:
