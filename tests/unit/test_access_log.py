@@ -16,6 +16,7 @@ from aiohttp import web
 from agentwire.service.lifecycle import serve
 from agentwire.service.settings import HttpSettings
 from tests.support.stack import free_port
+from tests.support.wait import eventually_async
 
 
 def test_access_log_is_off_by_default() -> None:
@@ -34,15 +35,14 @@ async def test_serve_logs_requests_only_when_asked(access_log: bool, caplog: pyt
     caplog.set_level(logging.INFO, logger="aiohttp.access")
     try:
         async with aiohttp.ClientSession() as session:
-            for _ in range(100):  # the listener is up once a connect succeeds
+            async def answered() -> bool:  # the listener is up once a connect succeeds
                 try:
                     async with session.get(f"http://127.0.0.1:{port}/ping") as response:
-                        assert await response.text() == "pong"
-                    break
+                        return await response.text() == "pong"
                 except aiohttp.ClientConnectionError:
-                    await asyncio.sleep(0.05)
-            else:
-                pytest.fail("the server never answered")
+                    return False
+
+            await eventually_async(answered, 10, "the server answered")
     finally:
         stop.set()
         await server
