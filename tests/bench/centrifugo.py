@@ -39,6 +39,7 @@ from pathlib import Path
 from agentwire.schema import Topics
 from tests.bench.centrifugo_server import CHANNELS_HEADER, Centrifugo
 from tests.bench.feed import Feed
+from tests.bench.proc import cpu_times
 from tests.bench.profile import recording
 from tests.bench.watchers import Crowd, Watcher
 from tests.support.broker import kafka_broker
@@ -160,13 +161,6 @@ async def phase(servers: list[Server], feed: Feed, row: Row, protocol: str,
         for q in (1, 50, 99):
             results["ours"][f"behind_p{q}_ms"] = behind[max(int(len(behind) * q / 100) - 1, 0)] * 1000
     return results
-
-
-def cpu_times(pid: int) -> tuple[float, float]:
-    """User and system CPU seconds the process has used (/proc/<pid>/stat)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    tick = os.sysconf("SC_CLK_TCK")
-    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def cpu_since(pid: int, before: tuple[float, float]) -> tuple[float, float]:

@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 
 from tests.bench.feed import Feed
+from tests.bench.proc import cpu_seconds
 from tests.support.broker import kafka_broker
 from tests.support.stack import Stack
 
@@ -36,12 +37,6 @@ def rss_kb(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise RuntimeError("no VmRSS")
-
-
-def cpu_s(pid: int) -> float:
-    """CPU seconds (user + system) the process has used."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def metric(base: str, name: str) -> float:
@@ -142,13 +137,13 @@ async def fanout(feed: Feed, host: str, port: int, base: str, pid: int) -> dict[
     delivered_before = metric(base, "agentwire_edge_events_delivered_total")
     drains = [asyncio.create_task(drain(r)) for r, _ in conns]
     started = time.perf_counter()
-    cpu_before = cpu_s(pid)
+    cpu_before = cpu_seconds(pid)
     for _ in range(FANOUT_EVENTS - 2):
         await feed.emit(wf, message="token " * 8)
     await feed.finish(wf)
     await asyncio.gather(*drains)
     elapsed = time.perf_counter() - started
-    edge_cpu = cpu_s(pid) - cpu_before
+    edge_cpu = cpu_seconds(pid) - cpu_before
     delivered = metric(base, "agentwire_edge_events_delivered_total") - delivered_before
     for _, writer in conns:
         writer.close()

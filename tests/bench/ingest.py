@@ -41,6 +41,7 @@ from pathlib import Path
 
 import aiohttp
 
+from tests.bench.proc import cpu_seconds
 from tests.bench.profile import recording
 from tests.support import postgres
 from tests.support.broker import kafka_broker
@@ -104,11 +105,6 @@ async def load(base_url: str, seconds: float, seed: int) -> dict[str, object]:
 
 def _loader(base_url: str, seconds: float, seed: int, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
     out.put(asyncio.run(load(base_url, seconds, seed)))
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class CpuMeter:

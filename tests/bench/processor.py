@@ -41,6 +41,7 @@ from agentwire.runner.scenarios import steps_for
 from agentwire.runner.script import Options, rng_for
 from agentwire.schema import TaskSubmitted, encode
 from agentwire.service.settings import KafkaSettings
+from tests.bench.proc import cpu_seconds
 from tests.bench.profile import recording
 from tests.support.broker import kafka_broker
 from tests.support.raw import workflow_events
@@ -78,12 +79,6 @@ async def preload(bootstrap: str, topic: str) -> tuple[int, int]:
     finally:
         await producer.stop()
     return raw, expected
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def end_total(consumer: AIOKafkaConsumer, topic: str) -> int:
