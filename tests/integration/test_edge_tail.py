@@ -3,7 +3,8 @@
 - a subscriber gets every record written after it subscribed, from the partition's end, in order;
 - a released partition is dropped, and subscribing again starts at the new end (nothing stale);
 - a subscribe cancelled while its partition is being assigned leaves nothing assigned;
-- stopping the hub ends the consumer's thread.
+- stopping the hub ends the consumer's thread;
+- an end offset the tail's handle cannot give (no leader in its cached metadata) comes from a spare consumer.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from agentwire.edge.hub import LiveHub, Subscription
+from agentwire.edge.tail import _end_offset, tail_config
 from agentwire.kafka import ensure_topics, partition_for
 from agentwire.service.settings import KafkaSettings
 from tests.bench.feed import Feed
@@ -121,3 +124,34 @@ async def test_stopping_the_hub_ends_its_consumer_thread(kafka: KafkaSettings) -
     assert any(t.name == "live-tail-kafka" for t in threading.enumerate())
     await hub.stop()
     assert not any(t.name == "live-tail-kafka" for t in threading.enumerate())
+
+
+class _NoLeaderKnown:
+    """A librdkafka handle whose metadata cache has a partition without a leader: librdkafka answers
+    ``_UNKNOWN_PARTITION`` from the cache, asking no broker (what the tail's own handle did for 30 s after a
+    slow broker recovery while every other client had the leader)."""
+
+    def get_watermark_offsets(self, tp: TopicPartition, timeout: float) -> tuple[int, int]:
+        raise KafkaException(KafkaError(KafkaError._UNKNOWN_PARTITION))
+
+
+async def test_an_end_offset_the_tails_handle_cannot_give_is_asked_through_a_spare_consumer(
+    kafka: KafkaSettings, feed: Feed,
+) -> None:
+    workflow_id = await feed.declare()
+    partition = partition_for(workflow_id, PARTITIONS)
+    for _ in range(7):
+        await feed.emit(workflow_id)
+    await feed.producer.flush()
+    spares: list[Consumer] = []
+
+    def spare() -> Consumer:
+        spares.append(Consumer(tail_config(kafka.bootstrap_servers)))
+        return spares[-1]
+
+    topic = TopicPartition(kafka.topics.events, partition)
+    end = await asyncio.to_thread(_end_offset, _NoLeaderKnown(), topic, spare, 20.0)  # type: ignore[arg-type]
+    assert end == 7
+    assert len(spares) == 1
+    with pytest.raises(RuntimeError):  # closed once answered
+        spares[0].assignment()

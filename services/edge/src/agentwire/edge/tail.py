@@ -96,7 +96,7 @@ class TailConsumer:
         ``then(end)`` runs on the loop before any record of the partition is dispatched.
         """
         def assign(consumer: Consumer) -> int:
-            end = _end_offset(consumer, TopicPartition(self._topic, partition))
+            end = _end_offset(consumer, TopicPartition(self._topic, partition), self._spare_consumer)
             consumer.incremental_assign([TopicPartition(self._topic, partition, end)])
             self._assigned += 1
             return end
@@ -110,6 +110,10 @@ class TailConsumer:
             self._assigned -= 1
 
         await self._call(unassign)
+
+    def _spare_consumer(self) -> Consumer:
+        """A short-lived consumer with metadata of its own, to ask an end offset the tail's handle cannot."""
+        return Consumer(self._config | {"client.id": "agentwire-edge-end-offset"})
 
     async def _call(self, run: Callable[[Consumer], Any], then: Callable[[Any], None] | None = None) -> Any:
         if self._thread is None or self._stopping.is_set():
@@ -194,25 +198,51 @@ class TailConsumer:
 # retriable in get_watermark_offsets' errors)
 _NOT_YET = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
                       KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_PARTITION, KafkaError._TRANSPORT})
+RETRY_MAX_S = 1.0
 
 
-def _end_offset(consumer: Consumer, tp: TopicPartition, timeout_s: float = 30.0) -> int:
+def _end_offset(consumer: Consumer, tp: TopicPartition, spare: Callable[[], Consumer],
+                timeout_s: float = 30.0) -> int:
     """The partition's end offset, asked of its leader; a retriable error (a new topic's partition whose
-    leader the broker does not know yet: NOT_LEADER_FOR_PARTITION) is asked again until ``timeout_s``."""
+    leader the broker does not know yet: NOT_LEADER_FOR_PARTITION) is asked again until ``timeout_s``.
+
+    ``_UNKNOWN_PARTITION`` is librdkafka's own answer, given without asking any broker, when its metadata
+    cache has the partition without a usable leader (``rd_kafka_topic_partition_list_query_leaders`` takes a
+    leader of -1 as final and queries nothing). A hand-assigned consumer refreshes the metadata of the
+    partitions it reads, not of the one it is about to add, so after a slow broker recovery the tail's handle
+    gave that answer for 30 s while every other client had the leader (librdkafka issue 5430 is the same
+    family: a leader of -1 seen while a KRaft broker was fenced, never cleared). After that answer the offset
+    is asked through a spare consumer from ``spare()``, whose metadata starts empty (a new one per answer,
+    closed at the end); the tail's handle, once the partition is assigned, looks its leader up itself.
+    """
     deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            marks = consumer.get_watermark_offsets(tp, timeout=max(deadline - time.monotonic(), 0.1))
-        except KafkaException as exc:
-            error = exc.args[0] if exc.args else None
-            if not isinstance(error, KafkaError) or time.monotonic() > deadline \
-                    or not (error.retriable() or error.code() in _NOT_YET):
-                raise
-            time.sleep(RETRY_S)
-            continue
-        if marks is None:
-            raise TimeoutError(f"no end offset for {tp.topic}[{tp.partition}] within {timeout_s:.0f} s")
-        return int(marks[1])
+    asker, spare_in_use = consumer, None
+    delay = RETRY_S
+    try:
+        while True:
+            try:
+                marks = asker.get_watermark_offsets(tp, timeout=max(deadline - time.monotonic(), 0.1))
+            except KafkaException as exc:
+                error = exc.args[0] if exc.args else None
+                if not isinstance(error, KafkaError) or time.monotonic() > deadline \
+                        or not (error.retriable() or error.code() in _NOT_YET):
+                    raise
+                if error.code() == KafkaError._UNKNOWN_PARTITION:
+                    if spare_in_use is None:
+                        log.warning("live tail: no leader of %s[%d] in the consumer's metadata; asking a spare "
+                                    "consumer", tp.topic, tp.partition)
+                    else:
+                        spare_in_use.close()
+                    spare_in_use = asker = spare()
+                time.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+                continue
+            if marks is None:
+                raise TimeoutError(f"no end offset for {tp.topic}[{tp.partition}] within {timeout_s:.0f} s")
+            return int(marks[1])
+    finally:
+        if spare_in_use is not None:
+            spare_in_use.close()
 
 
 def _settle(future: asyncio.Future[Any], then: Callable[[Any], None] | None, result: Any,
