@@ -35,6 +35,7 @@ def run_http_service(
         http = settings.http
         if await topics_when_kafka_answers(settings.kafka, stop, service=service, host=http.host, port=http.port):
             await serve(create_app(settings), http.host, http.port, stop, handler_cancellation=streams,
-                        idle_timeout_s=http.idle_timeout_s, backlog=http.listen_backlog, access_log=http.access_log)
+                        idle_timeout_s=http.idle_timeout_s, backlog=http.listen_backlog, access_log=http.access_log,
+                        exact_timers=streams)
 
     run(serve_app, settings.event_loop)

@@ -49,7 +49,7 @@ async def _with_signals(main: Main) -> None:
 
 async def serve(app: web.Application, host: str, port: int, stop: asyncio.Event, *,
                 handler_cancellation: bool = False, idle_timeout_s: float = 75.0, backlog: int = 1024,
-                access_log: bool = True) -> None:
+                access_log: bool = True, exact_timers: bool = False) -> None:
     """Serve ``app`` until ``stop`` is set, then shut it down (on_shutdown, cleanup).
 
     ``handler_cancellation`` cancels a handler when its client disconnects (long-lived streams).
@@ -58,9 +58,13 @@ async def serve(app: web.Application, host: str, port: int, stop: asyncio.Event,
     aiohttp's header limits stay at their defaults: request line and each header ≤ 8190 bytes, ≤ 128
     headers (400 beyond). ``backlog`` is the listen queue (aiohttp's default, 128, drops bursts).
     ``access_log``: aiohttp's line per request on the ``aiohttp.access`` logger.
+    ``exact_timers``: aiohttp rounds a connection's timers longer than 5 s up to the whole second, so
+    that they share wake-ups; a server holding long-lived connections opened in a burst then fires all
+    their WebSocket pings in the same moment, and keeps them aligned. With it each timer keeps its time.
     """
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5.0,
                            handler_cancellation=handler_cancellation, keepalive_timeout=idle_timeout_s,
+                           **({"timeout_ceil_threshold": float("inf")} if exact_timers else {}),
                            **({} if access_log else {"access_log": None}))
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True, backlog=backlog)

@@ -17,6 +17,7 @@ from agentwire.edge.delivery import Delivery
 from agentwire.edge.keys import AUTH, CLIENTS, LOG, SETTINGS
 from agentwire.edge.resume import parse_types
 from agentwire.edge.session_stream import SessionStream, parse_cursor, sse_frame, ws_message
+from agentwire.edge.wire import ws_heartbeat_s
 from agentwire.kafka.metrics import gauge
 from agentwire.schema import dumps
 from agentwire.service.http import TRACE_HEADER, valid_id
@@ -86,7 +87,7 @@ async def session_sse(request: web.Request) -> web.StreamResponse:
 async def session_ws(request: web.Request) -> web.StreamResponse:
     session_id, stream = await _stream_of(request)
     settings = request.app[SETTINGS]
-    ws = web.WebSocketResponse(heartbeat=settings.streaming.ws_ping_s)
+    ws = web.WebSocketResponse(heartbeat=ws_heartbeat_s(settings.streaming.ws_ping_s))
     await ws.prepare(request)
     request.app[CLIENTS][id(request)] = request
     request["ws"] = ws

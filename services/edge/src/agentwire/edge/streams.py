@@ -14,7 +14,7 @@ from agentwire.edge.keys import AUTH, CLIENTS, HUB, LOG, SETTINGS
 from agentwire.edge.resume import parse_resume, parse_types
 from agentwire.edge.session import Delivery, StreamSession
 from agentwire.edge.session_routes import session_sse, session_ws
-from agentwire.edge.wire import Wire, sse_wire, ws_wire
+from agentwire.edge.wire import Wire, sse_wire, ws_heartbeat_s, ws_wire
 from agentwire.kafka.metrics import gauge
 from agentwire.schema import TaskState
 from agentwire.service.http import TRACE_HEADER, ApiError, valid_id
@@ -143,7 +143,7 @@ async def stream_ws(request: web.Request) -> web.StreamResponse:
     request.app[AUTH].authenticate_stream(request, workflow_id)
     settings = request.app[SETTINGS]
     # uncompressed: an event's frame is then the same bytes for every client (wire.py)
-    ws = web.WebSocketResponse(heartbeat=settings.streaming.ws_ping_s, compress=False)
+    ws = web.WebSocketResponse(heartbeat=ws_heartbeat_s(settings.streaming.ws_ping_s), compress=False)
     await ws.prepare(request)
     request.app[CLIENTS][id(request)] = request
     request["ws"] = ws
