@@ -239,6 +239,9 @@ def _end_offset(consumer: Consumer, tp: TopicPartition, spare: Callable[[], Cons
                 continue
             if marks is None:
                 raise TimeoutError(f"no end offset for {tp.topic}[{tp.partition}] within {timeout_s:.0f} s")
+            if spare_in_use is not None:
+                log.info("live tail: end offset of %s[%d] from a spare consumer, %.1f s after asking", tp.topic,
+                         tp.partition, timeout_s - (deadline - time.monotonic()))
             return int(marks[1])
     finally:
         if spare_in_use is not None:
