@@ -197,13 +197,20 @@ async def frame_sizes(bootstrap: str, topic: str) -> Counter[int]:
         ends = await consumer.end_offsets(tps)
         await consumer.seek_to_beginning(*tps)
         remaining = {tp for tp in tps if ends[tp] > 0}
+        deadline = time.monotonic() + 120
         while remaining:
-            for tp, records in (await consumer.getmany(timeout_ms=500)).items():
+            if time.monotonic() > deadline:
+                left = sorted(tp.partition for tp in remaining)
+                raise RuntimeError(f"raw topic not read to its end in 120 s: partitions {left}")
+            for records in (await consumer.getmany(timeout_ms=500)).values():
                 for record in records:
                     if record.value and record.value[:1] == b"[":
                         sizes[len(orjson.loads(record.value))] += 1
                     else:
                         sizes[1] += 1
+            # every partition's position, not only those that brought records: one whose last records
+            # came in an earlier fetch moves to its end on a fetch that brings none (a transaction marker)
+            for tp in list(remaining):
                 if await consumer.position(tp) >= ends[tp]:
                     remaining.discard(tp)
     finally:
