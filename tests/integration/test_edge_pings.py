@@ -29,13 +29,8 @@ def edge(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
     workdir: Path = tmp_path_factory.mktemp("edge-pings")
     stack = Stack(kafka_bootstrap, workdir, extra_env={
         "GATEWAY_SKIP_AUTH": "1", "AGENTWIRE_STREAMING__WS_PING_S": str(PING_S)})
-    try:
-        stack.add("edge", "agentwire-edge").start()
-        stack.services["edge"].wait_ready()
+    with stack.serving("edge", "agentwire-edge"):
         yield stack
-    finally:
-        stack.stop()
-        stack.delete_topics()
 
 
 async def test_clients_connected_together_are_pinged_at_spread_times_within_the_interval(edge: Stack) -> None:

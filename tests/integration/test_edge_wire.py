@@ -29,13 +29,8 @@ LIVE = 300  # live events per stream (after the client is connected)
 def edge(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     workdir: Path = tmp_path_factory.mktemp("edge-wire")
     stack = Stack(kafka_bootstrap, workdir, extra_env={"GATEWAY_SKIP_AUTH": "1"})
-    try:
-        stack.add("edge", "agentwire-edge").start()
-        stack.services["edge"].wait_ready()
+    with stack.serving("edge", "agentwire-edge"):
         yield stack
-    finally:
-        stack.stop()
-        stack.delete_topics()
 
 
 def base(stack: Stack) -> str:

@@ -165,6 +165,17 @@ class Stack:
             self.delete_topics()
             postgres.drop_database(self.prefix)
 
+    @contextmanager
+    def serving(self, name: str, script: str) -> Iterator[Stack]:
+        """Run one service alone; on exit stop it and delete this stack's topics."""
+        try:
+            self.add(name, script).start()
+            self.services[name].wait_ready()
+            yield self
+        finally:
+            self.stop()
+            self.delete_topics()
+
     def delete_topics(self) -> None:
         """Delete every topic of this stack's prefix, so a long-lived broker does not pile them up.
 
