@@ -208,8 +208,8 @@ async def frame_sizes(bootstrap: str, topic: str) -> Counter[int]:
                         sizes[len(orjson.loads(record.value))] += 1
                     else:
                         sizes[1] += 1
-            # every partition's position, not only those that brought records: one whose last records
-            # came in an earlier fetch moves to its end on a fetch that brings none (a transaction marker)
+            # every partition's position, not only those that brought records this time (a run once waited
+            # here for 15 min, cause not found; the deadline above turns such a stall into a failure)
             for tp in list(remaining):
                 if await consumer.position(tp) >= ends[tp]:
                     remaining.discard(tp)
