@@ -1,4 +1,4 @@
-"""Processor throughput and CPU cost per event, four ways, one broker, one run.
+"""Processor throughput and CPU cost per event, five ways, one broker, one run.
 
 1. ``noop``: a no-op faust agent (tests/bench/noop_agent.py, the processor's own faust
    settings) reads N preloaded raw records: faust's own cost per record.
@@ -6,7 +6,11 @@
    event per record, realistic agent runs); ``processor_noop_ratio`` compares the two
    per processor CPU-second.
 3. ``two workers``: two processors share the 12 partitions of a preload: combined rate.
-4. ``end to end``: the runner plays LLM-heavy tasks (standard mode, one word per chunk)
+4. ``trickle``: the no-op agent again, fed one record at a time at the end-to-end rate
+   (BENCH_E2E_RATE records/s for BENCH_E2E_SECONDS, many workflows interleaved, sent through a
+   producer set up as the runner's): what faust alone costs per record at that pace, the
+   ceiling of phase 5 with one event per record (``processor_e2e_noop_ratio``).
+5. ``end to end``: the runner plays LLM-heavy tasks (standard mode, one word per chunk)
    submitted at BENCH_E2E_RATE events/s for BENCH_E2E_SECONDS; the processor's CPU per
    sequenced event with the runner's frames, and the frame size distribution read back from
    the raw topic.
@@ -14,7 +18,7 @@
 CPU is each process's utime + stime from /proc, from its first output to its last. Prints one
 JSON object on its last line. ``python -m tests.bench.processor`` (AGENTWIRE_TEST_KAFKA=host:port
 uses a running broker). BENCH_PROCESSOR_PHASES=e2e runs only the end-to-end phase (names: noop,
-preloaded, two, e2e); BENCH_PROCESSOR_PROFILE=path records the end-to-end processor with py-spy
+preloaded, two, trickle, e2e); BENCH_PROCESSOR_PROFILE=path records the end-to-end processor with py-spy
 (``python -m tests.bench.profile path`` prints its top); BENCH_PROCESSOR_ENV="KEY=VALUE ..." passes
 settings to the services.
 """
@@ -36,7 +40,7 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from agentwire.kafka import ensure_topics
+from agentwire.kafka import ensure_topics, make_producer
 from agentwire.runner.scenarios import steps_for
 from agentwire.runner.script import Options, rng_for
 from agentwire.schema import TaskSubmitted, encode
@@ -51,7 +55,7 @@ WORKFLOWS = int(os.environ.get("BENCH_WORKFLOWS", "600"))
 PER_WORKFLOW = int(os.environ.get("BENCH_EVENTS_PER_WORKFLOW", "100"))
 E2E_RATE = int(os.environ.get("BENCH_E2E_RATE", "1000"))
 E2E_SECONDS = float(os.environ.get("BENCH_E2E_SECONDS", "30"))
-PHASES = set(os.environ.get("BENCH_PROCESSOR_PHASES", "noop,preloaded,two,e2e").split(","))
+PHASES = set(os.environ.get("BENCH_PROCESSOR_PHASES", "noop,preloaded,two,trickle,e2e").split(","))
 PROFILE = os.environ.get("BENCH_PROCESSOR_PROFILE", "")
 # settings for the services under test, e.g. AGENTWIRE_PROCESSOR__FETCH_MIN_BYTES=16384 (the stack drops
 # AGENTWIRE_* from its own environment): BENCH_PROCESSOR_ENV="KEY=VALUE KEY=VALUE"
@@ -128,25 +132,75 @@ class Run:
 
 
 def noop(bootstrap: str, workdir: Path) -> dict[str, float]:
+    """The no-op agent through a preloaded backlog."""
     with Run(bootstrap, workdir) as run:
         raw, _ = asyncio.run(preload(bootstrap, run.kafka.topics.events_raw))
-        log = run.stack.workdir / "noop.log"
-        agent = Service("noop", [sys.executable, "-m", "tests.bench.noop_agent"],
-                        run.stack.env(BENCH_NOOP_EXPECTED=str(raw),
-                                      AGENTWIRE_PROCESSOR__DATA_DIR=str(run.stack.workdir / "noop-data")), "", log)
-        run.stack.services["noop"] = agent
-        agent.start()
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            line = next((x for x in log.read_text(errors="replace").splitlines() if "NOOP {" in x), None)
-            if line:  # (faust may put terminal escapes before it)
-                figures = json.loads(line.split("NOOP ", 1)[1])
-                return {"noop_records_per_cpu_s": round((figures["records"] - 1) / figures["cpu_s"]),
-                        "noop_records_per_s": round((figures["records"] - 1) / figures["wall_s"])}
-            if agent.process is not None and agent.process.poll() is not None:
-                raise RuntimeError(f"no-op agent exited:\n{agent.tail()}")
-            time.sleep(0.2)
-        raise RuntimeError(f"no-op agent did not finish:\n{agent.tail()}")
+        agent = start_noop_agent(run, raw)
+        return noop_figures(agent)
+
+
+def noop_trickle(bootstrap: str, workdir: Path) -> dict[str, float]:
+    """The no-op agent fed one record at a time at the end-to-end rate (E2E_RATE for E2E_SECONDS), as the
+    runner's plays feed the processor: what faust alone costs per record at that pace."""
+    with Run(bootstrap, workdir) as run:
+        records = trickle_records(int(E2E_RATE * E2E_SECONDS))
+        agent = start_noop_agent(run, len(records))
+        wait_for_line(agent, "NOOP READY")
+        asyncio.run(trickle(bootstrap, run.kafka.topics.events_raw, records, E2E_RATE))
+        return noop_figures(agent)
+
+
+def start_noop_agent(run: Run, expected: int) -> Service:
+    agent = Service("noop", [sys.executable, "-m", "tests.bench.noop_agent"],
+                    run.stack.env(BENCH_NOOP_EXPECTED=str(expected),
+                                  AGENTWIRE_PROCESSOR__DATA_DIR=str(run.stack.workdir / "noop-data")), "",
+                    run.stack.workdir / "noop.log")
+    run.stack.services["noop"] = agent
+    agent.start()
+    return agent
+
+
+def wait_for_line(agent: Service, marker: str, limit_s: float = 600) -> str:
+    """The first line of the agent's log that holds ``marker`` (faust may put terminal escapes before it)."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        line = next((x for x in agent.log_path.read_text(errors="replace").splitlines() if marker in x), None)
+        if line:
+            return line
+        if agent.process is not None and agent.process.poll() is not None:
+            raise RuntimeError(f"no-op agent exited:\n{agent.tail()}")
+        time.sleep(0.2)
+    raise RuntimeError(f"no {marker!r} from the no-op agent in {limit_s} s:\n{agent.tail()}")
+
+
+def noop_figures(agent: Service) -> dict[str, float]:
+    figures = json.loads(wait_for_line(agent, "NOOP {").split("NOOP ", 1)[1])
+    return {"noop_records_per_cpu_s": round((figures["records"] - 1) / figures["cpu_s"]),
+            "noop_records_per_s": round((figures["records"] - 1) / figures["wall_s"])}
+
+
+def trickle_records(count: int) -> list[tuple[bytes, bytes]]:
+    """``count`` raw records (key, value) of count / PER_WORKFLOW workflows, interleaved as concurrent plays
+    emit them: every workflow's first event, then every workflow's second, and so on."""
+    workflows = [(f"trickle-{w:06d}".encode(), workflow_events(f"trickle-{w:06d}", PER_WORKFLOW)[0])
+                 for w in range(max(count // PER_WORKFLOW, 1))]
+    return [(key, records[n]) for n in range(PER_WORKFLOW) for key, records in workflows][:count]
+
+
+async def trickle(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]], rate_per_s: float) -> None:
+    """Send the records one by one at an even ``rate_per_s`` through a producer set up as the runner's."""
+    producer = make_producer(KafkaSettings(bootstrap_servers=bootstrap))
+    await producer.start()
+    try:
+        started = time.monotonic()
+        for n, (key, value) in enumerate(records):
+            delay = started + n / rate_per_s - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await producer.send(topic, value, key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()
 
 
 def preloaded(bootstrap: str, workdir: Path, workers: int) -> dict[str, float]:
@@ -273,6 +327,7 @@ def main() -> None:
         base = noop(bootstrap, workdir) if "noop" in PHASES else None
         one = preloaded(bootstrap, workdir, workers=1) if "preloaded" in PHASES else None
         two = preloaded(bootstrap, workdir, workers=2) if "two" in PHASES else None
+        floor = noop_trickle(bootstrap, workdir) if "trickle" in PHASES else None
         if "e2e" in PHASES:
             figures.update(end_to_end(bootstrap, workdir))
     if base and one:
@@ -284,6 +339,12 @@ def main() -> None:
     if base:
         figures.update({"processor_noop_records_per_cpu_s": base["noop_records_per_cpu_s"],
                         "processor_noop_records_per_s": base["noop_records_per_s"]})
+    if floor:
+        figures.update({"processor_noop_trickle_records_per_cpu_s": floor["noop_records_per_cpu_s"],
+                        "processor_noop_trickle_records_per_s": floor["noop_records_per_s"]})
+        if "processor_events_per_cpu_s" in figures:
+            figures["processor_e2e_noop_ratio"] = round(
+                int(figures["processor_events_per_cpu_s"]) / floor["noop_records_per_cpu_s"], 3)  # type: ignore[call-overload]
     if two:
         figures.update({"processor_two_workers_events_per_s": two["events_per_s"],
                         "processor_two_workers_events_per_cpu_s": two["events_per_cpu_s"]})
