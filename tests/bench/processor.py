@@ -50,6 +50,7 @@ from tests.bench.profile import recording
 from tests.support.broker import kafka_broker
 from tests.support.raw import workflow_events
 from tests.support.stack import Service, Stack
+from tests.support.wait import eventually
 
 WORKFLOWS = int(os.environ.get("BENCH_WORKFLOWS", "600"))
 PER_WORKFLOW = int(os.environ.get("BENCH_EVENTS_PER_WORKFLOW", "100"))
@@ -146,7 +147,7 @@ def noop_trickle(bootstrap: str, workdir: Path) -> dict[str, float]:
         records = trickle_records(int(E2E_RATE * E2E_SECONDS))
         agent = start_noop_agent(run, len(records))
         wait_for_line(agent, "NOOP READY")
-        asyncio.run(trickle(bootstrap, run.kafka.topics.events_raw, records, E2E_RATE))
+        asyncio.run(paced(bootstrap, run.kafka.topics.events_raw, records, E2E_RATE))
         return noop_figures(agent)
 
 
@@ -162,15 +163,14 @@ def start_noop_agent(run: Run, expected: int) -> Service:
 
 def wait_for_line(agent: Service, marker: str, limit_s: float = 600) -> str:
     """The first line of the agent's log that holds ``marker`` (faust may put terminal escapes before it)."""
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        line = next((x for x in agent.log_path.read_text(errors="replace").splitlines() if marker in x), None)
-        if line:
-            return line
-        if agent.process is not None and agent.process.poll() is not None:
+
+    def line() -> str | None:
+        found = next((x for x in agent.log_path.read_text(errors="replace").splitlines() if marker in x), None)
+        if found is None and agent.process is not None and agent.process.poll() is not None:
             raise RuntimeError(f"no-op agent exited:\n{agent.tail()}")
-        time.sleep(0.2)
-    raise RuntimeError(f"no {marker!r} from the no-op agent in {limit_s} s:\n{agent.tail()}")
+        return found
+
+    return eventually(line, limit_s, lambda: f"{marker!r} from the no-op agent; log:\n{agent.tail()}")
 
 
 def noop_figures(agent: Service) -> dict[str, float]:
@@ -187,8 +187,9 @@ def trickle_records(count: int) -> list[tuple[bytes, bytes]]:
     return [(key, records[n]) for n in range(PER_WORKFLOW) for key, records in workflows][:count]
 
 
-async def trickle(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]], rate_per_s: float) -> None:
-    """Send the records one by one at an even ``rate_per_s`` through a producer set up as the runner's."""
+async def paced(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]], rate_per_s: float) -> None:
+    """Send (key, value) records one by one at an even ``rate_per_s`` through a producer set up as the
+    runner's (and ingest's): acks from every in-sync replica, 1 ms linger."""
     producer = make_producer(KafkaSettings(bootstrap_servers=bootstrap))
     await producer.start()
     try:
@@ -196,7 +197,7 @@ async def trickle(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]
         for n, (key, value) in enumerate(records):
             delay = started + n / rate_per_s - time.monotonic()
             if delay > 0:
-                await asyncio.sleep(delay)
+                await asyncio.sleep(delay)  # the pace itself, not a wait for a condition
             await producer.send(topic, value, key=key)
         await producer.flush()
     finally:
@@ -223,21 +224,6 @@ def llm_heavy_task(n: int) -> TaskSubmitted:
 
 def events_of(task: TaskSubmitted) -> int:
     return len(steps_for(task, Options.from_task(task, 1.0), rng_for(task)))
-
-
-async def submit(bootstrap: str, topic: str, tasks: list[TaskSubmitted], rate_per_s: float) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=1)
-    await producer.start()
-    try:
-        started = time.monotonic()
-        for n, task in enumerate(tasks):
-            delay = started + n / rate_per_s - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            await producer.send(topic, encode(task), key=task.workflow_id.encode())
-        await producer.flush()
-    finally:
-        await producer.stop()
 
 
 async def frame_sizes(bootstrap: str, topic: str) -> Counter[int]:
@@ -290,7 +276,8 @@ def end_to_end(bootstrap: str, workdir: Path) -> dict[str, object]:
         async def drive() -> tuple[float, int, float]:
             measuring = asyncio.create_task(measure(bootstrap, topics.events, expected, pids))
             runner_cpu = cpu_seconds(runner.process.pid)  # type: ignore[union-attr]
-            await submit(bootstrap, topics.tasks, tasks, len(tasks) / E2E_SECONDS)
+            await paced(bootstrap, topics.tasks, [(t.workflow_id.encode(), encode(t)) for t in tasks],
+                        len(tasks) / E2E_SECONDS)
             result = await measuring
             runner_cpus.append(cpu_seconds(runner.process.pid) - runner_cpu)  # type: ignore[union-attr]
             return result
