@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from agentwire.auth import Authenticator
-from agentwire.edge import heap
+from agentwire.edge import clients, heap
 from agentwire.edge.hub import LiveHub
 from agentwire.edge.keys import AUTH, CLIENTS, HUB, LOG, SETTINGS
 from agentwire.edge.recent import RecentCache
@@ -36,7 +36,7 @@ def setup(app: web.Application, settings: Settings) -> None:
     app.add_routes(routes)
     setup_store(app, settings)
     app.cleanup_ctx.append(_kafka)
-    app.on_shutdown.append(_drop_clients)
+    app.on_shutdown.append(clients.drop_all)
 
 
 def is_ready(app: web.Application) -> bool:
@@ -59,15 +59,3 @@ async def _kafka(app: web.Application) -> AsyncIterator[None]:
     finally:
         await hub.stop()
         await log.stop()
-
-
-async def _drop_clients(app: web.Application) -> None:
-    """Drop every client abruptly so that it reconnects (to another pod) and resumes."""
-    for request in list(app[CLIENTS].values()):
-        ws = request.get("ws")
-        if ws is not None:
-            await ws.close(code=1012, message=b"server restarting")
-            request.task.cancel()  # its session may be idle, waiting for the next event
-        elif request.transport is not None:
-            request.transport.abort()
-            request.task.cancel()  # its session may be idle, waiting for the next event

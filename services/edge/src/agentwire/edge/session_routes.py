@@ -13,8 +13,9 @@ import time
 
 from aiohttp import web
 
+from agentwire.edge import clients
 from agentwire.edge.delivery import Delivery
-from agentwire.edge.keys import AUTH, CLIENTS, LOG, SETTINGS
+from agentwire.edge.keys import AUTH, LOG, SETTINGS
 from agentwire.edge.resume import parse_types
 from agentwire.edge.session_stream import SessionStream, parse_cursor, sse_frame, ws_message
 from agentwire.edge.wire import ws_heartbeat_s
@@ -51,7 +52,7 @@ async def session_sse(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                                            "X-Accel-Buffering": "no", TRACE_HEADER: request.get("trace_id", "")})
     await response.prepare(request)
-    request.app[CLIENTS][id(request)] = request
+    clients.hold(request)
     _open.labels("sse").inc()
     try:
         await response.write(f": connected to session {session_id}\nretry: {settings.streaming.retry_ms}\n\n".encode())
@@ -79,7 +80,7 @@ async def session_sse(request: web.Request) -> web.StreamResponse:
         finally:
             follower.cancel()
     finally:
-        request.app[CLIENTS].pop(id(request), None)
+        clients.release(request)
         _open.labels("sse").dec()
     return response
 
@@ -89,8 +90,7 @@ async def session_ws(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
     ws = web.WebSocketResponse(heartbeat=ws_heartbeat_s(settings.streaming.ws_ping_s))
     await ws.prepare(request)
-    request.app[CLIENTS][id(request)] = request
-    request["ws"] = ws
+    clients.hold(request, ws)
     _open.labels("ws").inc()
     try:
         if stream is None:
@@ -109,6 +109,6 @@ async def session_ws(request: web.Request) -> web.StreamResponse:
         finally:
             follower.cancel()
     finally:
-        request.app[CLIENTS].pop(id(request), None)
+        clients.release(request)
         _open.labels("ws").dec()
     return ws

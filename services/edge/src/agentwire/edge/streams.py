@@ -9,8 +9,9 @@ from datetime import UTC, datetime
 import orjson
 from aiohttp import HttpVersion11, WSMsgType, web
 
+from agentwire.edge import clients
 from agentwire.edge.frames import KEEPALIVE, events_gone_frame, not_found_frame
-from agentwire.edge.keys import AUTH, CLIENTS, HUB, LOG, SETTINGS
+from agentwire.edge.keys import AUTH, HUB, LOG, SETTINGS
 from agentwire.edge.resume import parse_resume, parse_types
 from agentwire.edge.session import Delivery, StreamSession
 from agentwire.edge.session_routes import session_sse, session_ws
@@ -96,7 +97,7 @@ async def stream_sse(request: web.Request) -> web.StreamResponse:
     if request.version >= HttpVersion11:
         response.enable_chunked_encoding()  # explicit: the live tail writes whole chunks (wire.py)
     await response.prepare(request)
-    request.app[CLIENTS][id(request)] = request
+    clients.hold(request)
     _open.labels("sse").inc()
     try:
         await response.write(
@@ -114,7 +115,7 @@ async def stream_sse(request: web.Request) -> web.StreamResponse:
         except ConnectionResetError:  # aiohttp's ClientConnectionResetError too
             pass  # the client left after the last event
     finally:
-        request.app[CLIENTS].pop(id(request), None)
+        clients.release(request)
         _open.labels("sse").dec()
     return response
 
@@ -145,8 +146,7 @@ async def stream_ws(request: web.Request) -> web.StreamResponse:
     # uncompressed: an event's frame is then the same bytes for every client (wire.py)
     ws = web.WebSocketResponse(heartbeat=ws_heartbeat_s(settings.streaming.ws_ping_s), compress=False)
     await ws.prepare(request)
-    request.app[CLIENTS][id(request)] = request
-    request["ws"] = ws
+    clients.hold(request, ws)
     _open.labels("ws").inc()
     reader = asyncio.create_task(_ignore_client_frames(ws))
     try:
@@ -159,7 +159,7 @@ async def stream_ws(request: web.Request) -> web.StreamResponse:
                 await ws.send_str(events_gone_frame(workflow_id).split(b"data: ", 1)[1].strip().decode())
         await ws.close(code=1000)
     finally:
-        request.app[CLIENTS].pop(id(request), None)
+        clients.release(request)
         reader.cancel()
         _open.labels("ws").dec()
     return ws
