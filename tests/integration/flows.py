@@ -85,6 +85,7 @@ class Reader(threading.Thread):
 
     def __init__(self, stack: Stack, workflow_id: str, timeout: float = 60.0) -> None:
         super().__init__(daemon=True)
+        self.workflow_id = workflow_id
         self.args = (stack.base_url, {"workflow_id": workflow_id}, None, timeout)
         self.frames: list[Frame] = []
         self.error: BaseException | None = None
@@ -106,7 +107,9 @@ class Reader(threading.Thread):
 
     def result(self, timeout: float = 60.0) -> list[Frame]:
         self.join(timeout)
-        assert not self.is_alive(), "stream did not end"
+        if self.is_alive():
+            last = [(f.id, f.event) for f in self.frames[-3:]]
+            raise AssertionError(f"stream of {self.workflow_id} did not end: {len(self.frames)} frames, last {last}")
         if self.error is not None:
             raise self.error
         return self.frames

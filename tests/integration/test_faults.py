@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.flows import Reader, check_stream, status, submit
+from tests.integration.flows import Reader, check_stream, service_metric, status, submit
 from tests.support.stack import Stack
 from tests.support.wait import eventually
 
@@ -48,7 +48,14 @@ def wait_until_streaming(readers: list[tuple[str, Reader]], frames: int, timeout
 
 def finish(stack: Stack, readers: list[tuple[str, Reader]]) -> None:
     for workflow_id, reader in readers:
-        check_stream(reader.result(timeout=90))
+        try:
+            frames = reader.result(timeout=90)
+        except AssertionError as exc:  # what the hunt for a cause needs: where the task and the pipeline stand
+            seen = {"task": status(stack, workflow_id).get("status"),
+                    "dead-lettered": service_metric(stack, "processor", "agentwire_processor_dlq_records_total"),
+                    "replays": service_metric(stack, "runner", "agentwire_runner_play_replays_total")}
+            raise AssertionError(f"{exc}; {seen}") from None
+        check_stream(frames)
         eventually(lambda w=workflow_id: status(stack, w)["status"] in TERMINAL, 10, f"{workflow_id} terminal")
 
 
