@@ -4,6 +4,7 @@
 - a released partition is dropped, and subscribing again starts at the new end (nothing stale);
 - a subscribe cancelled while its partition is being assigned leaves nothing assigned;
 - stopping the hub ends the consumer's thread;
+- the tail notes where it first saw each workflow: a history read of a stretch it looked at is known empty;
 - an end offset the tail's handle cannot give (no leader in its cached metadata) comes from a spare consumer.
 """
 
@@ -73,6 +74,27 @@ async def test_a_subscriber_gets_what_is_written_after_it_subscribed_in_order(hu
     await feed.producer.flush()
     assert await received(sub, 200) == list(range(6, 206))
     assert [item.offset for item in sub.queue] == list(range(5, 205))
+
+
+async def test_the_tail_knows_which_workflows_a_stretch_it_looked_at_holds_none_of(hub: LiveHub, feed: Feed) -> None:
+    followed = await feed.declare()
+    partition = partition_for(followed, PARTITIONS)
+    sub = await hub.subscribe(followed, partition, limit=1000)
+    start = hub.position(partition)
+    assert start is not None
+    others = [w for w in [await feed.declare() for _ in range(12)] if partition_for(w, PARTITIONS) == partition]
+    assert others, "some workflows share the followed one's partition"
+    for workflow_id in others:  # records nobody follows: looked at by the tail, not decoded
+        await feed.emit(workflow_id)
+    await feed.emit(followed)
+    await feed.producer.flush()
+    await received(sub, 1)
+    looked = hub.position(partition)
+    assert looked == start + len(others) + 1
+    assert hub.sightings.absent(partition, "task-never-written", start, looked)
+    assert all(not hub.sightings.absent(partition, w, start, looked) for w in others)
+    assert hub.sightings.absent(partition, followed, start, looked - 1)  # its one record is the last
+    assert not hub.sightings.absent(partition, "task-never-written", start - 1, looked), "before it looked"
 
 
 async def test_a_released_partition_is_assigned_again_at_its_new_end(hub: LiveHub, feed: Feed) -> None:

@@ -27,6 +27,7 @@ from confluent_kafka import Message
 from agentwire.edge.delivery import Delivery
 from agentwire.edge.metrics import WriteTally
 from agentwire.edge.recent import RecentCache
+from agentwire.edge.sightings import Sightings
 from agentwire.edge.tail import TailConsumer
 from agentwire.kafka.metrics import counter, gauge
 from agentwire.service.settings import KafkaSettings
@@ -145,6 +146,7 @@ class LiveHub:
         self._keepalive_s = keepalive_s
         self._keepalive_timer: asyncio.TimerHandle | None = None
         self.cache = cache or RecentCache(max_bytes=0, max_events=0)
+        self.sightings = Sightings()  # where the tail first saw each workflow: empty history reads skipped
         self.written = WriteTally()  # direct writers add to it; handed to Prometheus once per batch
         self.ready = False
         self._records = counter("agentwire_edge_live_records_total", "Records read by the live tail")
@@ -195,6 +197,7 @@ class LiveHub:
     def _assigned(self, partition: int, end: int) -> None:
         """The tail reads ``partition`` from ``end`` on (runs before any of its records is dispatched)."""
         self._next[partition] = end
+        self.sightings.start(partition, end)
         self._partitions.set(len(self._next))
         if self._per_partition.get(partition, 0) <= 0:  # its subscriber was cancelled meanwhile
             self._release_later(partition)
@@ -231,6 +234,7 @@ class LiveHub:
             del self._next[partition]  # from now on its records are not dispatched
             self._partitions.set(len(self._next))
             self.cache.drop_partition(partition)
+            self.sightings.drop(partition)
             await self._tail.unassign(partition)
 
     def _keepalive(self) -> None:
@@ -254,6 +258,7 @@ class LiveHub:
         Runs on the loop, called by the tail's consumer for each batch it polled (tail.py).
         """
         cache = self.cache
+        saw = self.sightings.saw
         subs_of = self._subs
         positions = self._next
         by_workflow: dict[str, list[Delivery]] = {}
@@ -272,6 +277,7 @@ class LiveHub:
             key = message.key()
             # A key that is not UTF-8 (a poison record) names no workflow anyone follows.
             workflow_id = key.decode(errors="replace") if key else ""
+            saw(partition, workflow_id, offset)
             if workflow_id not in subs_of and workflow_id not in cache:
                 continue
             item = Delivery.decode(message.value(), partition, offset)

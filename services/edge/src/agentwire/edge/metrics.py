@@ -9,6 +9,8 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 DELIVERED = counter("agentwire_edge_events_delivered_total", "Events written to clients", ["protocol"])
 HISTORY_READ = counter("agentwire_edge_history_events_total", "History events read by sessions", ["source"])
+HISTORY_SKIPPED = counter("agentwire_edge_history_reads_skipped_total",
+                          "Kafka reads a session skipped: the live tail had seen nothing of its workflow there")
 LATENCY = histogram("agentwire_edge_event_latency_seconds", "Event timestamp to written to the client",
                     buckets=LATENCY_BUCKETS)
 BATCH_SIZES = histogram("agentwire_edge_write_batch_events", "Events per write to a client", buckets=BATCH_BUCKETS)

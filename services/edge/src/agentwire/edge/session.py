@@ -38,7 +38,7 @@ from typing import Protocol
 
 from agentwire.edge.delivery import Delivery
 from agentwire.edge.hub import LiveHub, Subscription
-from agentwire.edge.metrics import HISTORY_READ, observe_write
+from agentwire.edge.metrics import HISTORY_READ, HISTORY_SKIPPED, observe_write
 from agentwire.edge.resume import Resume
 from agentwire.edge.wire import Wire
 from agentwire.kafka.history import EventLog, start_point
@@ -152,7 +152,10 @@ class StreamSession:
         else:
             lo, hi, items = cached
             if start < lo:
-                await self._from_kafka(start, lo, sink, protocol)
+                if self._hub.sightings.absent(self._partition, workflow_id, start, lo):
+                    HISTORY_SKIPPED.inc()  # e.g. a task's first client: the tail saw none of its events before
+                else:
+                    await self._from_kafka(start, lo, sink, protocol)
             if not self.finished and items:
                 HISTORY_READ.labels("cache").inc(len(items))
                 await self._deliver(items, sink, protocol)
