@@ -148,14 +148,13 @@ class StreamSession:
         tail = self._hub.position(self._partition)
         cached = self._hub.cache.slice(workflow_id, start, end, tail) if tail is not None else None
         if cached is None:
+            if tail is not None and start < min(tail, end) and self._absent(start, min(tail, end)):
+                self._next_offset = max(self._next_offset, min(tail, end))
             await self._from_kafka(start, end, sink, protocol)
         else:
             lo, hi, items = cached
-            if start < lo:
-                if self._hub.sightings.absent(self._partition, workflow_id, start, lo):
-                    HISTORY_SKIPPED.inc()  # e.g. a task's first client: the tail saw none of its events before
-                else:
-                    await self._from_kafka(start, lo, sink, protocol)
+            if start < lo and not self._absent(start, lo):
+                await self._from_kafka(start, lo, sink, protocol)
             if not self.finished and items:
                 HISTORY_READ.labels("cache").inc(len(items))
                 await self._deliver(items, sink, protocol)
@@ -163,6 +162,14 @@ class StreamSession:
             if not self.finished and hi < end:
                 await self._from_kafka(hi, end, sink, protocol)
         self._next_offset = max(self._next_offset, end)
+
+    def _absent(self, start: int, until: int) -> bool:
+        """Known to hold none of the workflow's events, by what the live tail looked at: no read needed
+        (a task's first client, say, whose start is a time search a few seconds before the task)."""
+        if self._hub.sightings.absent(self._partition, self._workflow_id, start, until):
+            HISTORY_SKIPPED.inc()
+            return True
+        return False
 
     async def _from_kafka(self, start: int, until: int, sink: Sink, protocol: str) -> None:
         """Read ``[start, until)`` from Kafka; a complete read also warms the cache."""
