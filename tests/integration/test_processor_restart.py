@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import orjson
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import ConsumerRecord
@@ -149,6 +150,9 @@ async def _at_least(count: Awaitable[int], wanted: int) -> bool:
     return await count >= wanted
 
 
+# above the sum of its own deadlines (60 + 30 + 240 + 120 s): when it fails, its message (lost or slow, which
+# plays) must be what reports it, not pytest-timeout's bare 180 s (as on 2026-12-02 00:17 UTC)
+@pytest.mark.timeout(480)
 def test_a_restarted_processor_reads_its_whole_backlog(kafka_bootstrap: str, tmp_path: Path) -> None:
     # the window stays open for a second after each seek, whatever the machine's load
     stack = Stack(kafka_bootstrap, tmp_path, partitions=PARTITIONS,
