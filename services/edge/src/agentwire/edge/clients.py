@@ -46,8 +46,7 @@ def release_heartbeat(request: web.BaseRequest) -> None:
 
 async def drop_all(app: web.Application) -> None:
     """Drop every client abruptly so that it reconnects (to another pod) and resumes."""
-    for client in list(app[CLIENTS].values()):
-        request, ws = client
+    for request, ws in list(app[CLIENTS].values()):
         if ws is not None:
             await ws.close(code=1012, message=b"server restarting")
         elif request.transport is not None:

@@ -148,7 +148,7 @@ class StreamSession:
         tail = self._hub.position(self._partition)
         cached = self._hub.cache.slice(workflow_id, start, end, tail) if tail is not None else None
         if cached is None:
-            if tail is not None and start < min(tail, end) and self._absent(start, min(tail, end)):
+            if tail is not None and self._absent(start, min(tail, end)):
                 self._next_offset = max(self._next_offset, min(tail, end))
             await self._from_kafka(start, end, sink, protocol)
         else:
@@ -166,7 +166,7 @@ class StreamSession:
     def _absent(self, start: int, until: int) -> bool:
         """Known to hold none of the workflow's events, by what the live tail looked at: no read needed
         (a task's first client, say, whose start is a time search a few seconds before the task)."""
-        if self._hub.sightings.absent(self._partition, self._workflow_id, start, until):
+        if start < until and self._hub.sightings.absent(self._partition, self._workflow_id, start, until):
             HISTORY_SKIPPED.inc()
             return True
         return False
